@@ -1,0 +1,77 @@
+-- Outbox of captured row changes. Written by the capture trigger in the transaction that changed
+-- the row, so a change is recorded exactly when it commits.
+CREATE TABLE __SCHEMA__.events (
+  id           bigserial PRIMARY KEY,
+  entity       text        NOT NULL,
+  table_schema text        NOT NULL,
+  table_name   text        NOT NULL,
+  op           text        NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE')),
+  old_row      jsonb,
+  new_row      jsonb,
+  changed      text[],
+  txid         bigint      NOT NULL DEFAULT txid_current(),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  routed_at    timestamptz
+);
+CREATE INDEX events_unrouted_idx ON __SCHEMA__.events (id) WHERE routed_at IS NULL;
+CREATE INDEX events_created_at_idx ON __SCHEMA__.events (created_at);
+
+-- One delivery per event x action: the unit that is claimed, attempted, retried and dead-lettered.
+CREATE TABLE __SCHEMA__.deliveries (
+  id            uuid        PRIMARY KEY,
+  event_id      bigint      NOT NULL,
+  observer      text        NOT NULL,
+  action_index  integer     NOT NULL,
+  status        text        NOT NULL CHECK (status IN ('pending', 'running', 'waiting', 'succeeded', 'dead')),
+  attempts      integer     NOT NULL DEFAULT 0,
+  run_at        timestamptz NOT NULL DEFAULT now(),
+  locked_by     text,
+  locked_until  timestamptz,
+  depends_on    uuid,
+  last_status   integer,
+  last_error    text,
+  reason        text,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  finished_at   timestamptz
+);
+CREATE INDEX deliveries_ready_idx ON __SCHEMA__.deliveries (run_at) WHERE status = 'pending';
+CREATE INDEX deliveries_lease_idx ON __SCHEMA__.deliveries (locked_until) WHERE status = 'running';
+CREATE INDEX deliveries_waiting_idx ON __SCHEMA__.deliveries (depends_on) WHERE status = 'waiting';
+CREATE INDEX deliveries_event_idx ON __SCHEMA__.deliveries (event_id);
+
+-- Delivery history: one row per HTTP attempt.
+CREATE TABLE __SCHEMA__.delivery_attempts (
+  delivery_id      uuid        NOT NULL,
+  attempt          integer     NOT NULL,
+  started_at       timestamptz NOT NULL,
+  duration_ms      double precision NOT NULL,
+  status           integer,
+  outcome          text        NOT NULL,
+  error            text,
+  response_excerpt text,
+  PRIMARY KEY (delivery_id, attempt)
+);
+
+-- Generic capture trigger function; the entity name is the trigger's first argument.
+CREATE FUNCTION __SCHEMA__.capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  o jsonb;
+  n jsonb;
+  ch text[];
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    n := to_jsonb(NEW);
+  ELSIF TG_OP = 'UPDATE' THEN
+    o := to_jsonb(OLD);
+    n := to_jsonb(NEW);
+    SELECT coalesce(array_agg(e.key ORDER BY e.key), '{}') INTO ch
+      FROM jsonb_each(n) AS e WHERE e.value IS DISTINCT FROM o -> e.key;
+  ELSE
+    o := to_jsonb(OLD);
+  END IF;
+  INSERT INTO __SCHEMA__.events (entity, table_schema, table_name, op, old_row, new_row, changed)
+  VALUES (TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, o, n, ch);
+  RETURN NULL;
+END
+$fn$;

@@ -1,0 +1,91 @@
+import pg from "pg";
+import { FraiseqlError } from "../errors.js";
+import type { Database, Queryable, QueryResult } from "./driver.js";
+
+/** Options of {@link openPostgres}. */
+export interface PostgresOptions {
+  /** Connections in the pool. (Default: 10) */
+  max?: number;
+  /** Label shown in pg_stat_activity. (Default: "fraiseql") */
+  applicationName?: string;
+}
+
+function wrapQueryable(client: pg.PoolClient | pg.Pool): Queryable {
+  return {
+    async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+      const res = await client.query(text, params as unknown[] | undefined);
+      return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
+    },
+    async exec(text: string): Promise<void> {
+      await client.query(text);
+    },
+  };
+}
+
+/** Connects to a real PostgreSQL through a `pg` pool. */
+export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? "fraiseql",
+  });
+  // An idle client losing its connection (server restart) must not crash the process; the pool
+  // replaces it on the next checkout.
+  pool.on("error", () => {});
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw new FraiseqlError("FQL_DB_CONNECT", `cannot connect to PostgreSQL: ${(err as Error).message}`, {
+      cause: err,
+      key: "database.url",
+    });
+  }
+  const base = wrapQueryable(pool);
+  const listeners: pg.Client[] = [];
+
+  return {
+    kind: "postgresql",
+    query: base.query,
+    exec: base.exec,
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query("BEGIN");
+        const result = await fn(wrapQueryable(client));
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        try {
+          await client.query("ROLLBACK");
+        } catch {
+          broken = true;
+        }
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async listen(channel, onNotify) {
+      const client = new pg.Client({ connectionString: url, application_name: "fraiseql-listen" });
+      client.on("error", () => {});
+      await client.connect();
+      client.on("notification", (msg) => {
+        if (msg.channel === channel) onNotify(msg.payload ?? "");
+      });
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      listeners.push(client);
+      return async () => {
+        const i = listeners.indexOf(client);
+        if (i >= 0) listeners.splice(i, 1);
+        await client.end().catch(() => {});
+      };
+    },
+    async close() {
+      await Promise.all(listeners.splice(0).map((c) => c.end().catch(() => {})));
+      await pool.end();
+    },
+  };
+}

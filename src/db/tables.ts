@@ -1,0 +1,21 @@
+/** Fully qualified, quoted names of the internal tables in the configured schema. */
+export interface InternalTables {
+  readonly schema: string;
+  readonly events: string;
+  readonly deliveries: string;
+  readonly attempts: string;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+export function internalTables(schema: string): InternalTables {
+  const s = quoteIdent(schema);
+  return Object.freeze({
+    schema: s,
+    events: `${s}.events`,
+    deliveries: `${s}.deliveries`,
+    attempts: `${s}.delivery_attempts`,
+  });
+}
