@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   FQL_DELIVERY_INVALID_REQUEST: { title: "The rendered request is invalid and was never sent", retryable: false, user: false, httpStatus: 500 },
   FQL_DLQ_WRITE: { title: "A dead letter could not be written; the delivery stays queued", retryable: true, user: false, httpStatus: 503 },
   FQL_GRAPHQL_INPUT: { title: "A GraphQL request is invalid", retryable: false, user: true, httpStatus: 400 },
+  FQL_UNAUTHORIZED: { title: "A request to the API has missing or invalid credentials", retryable: false, user: true, httpStatus: 401 },
   FQL_SIGNATURE_INVALID: { title: "A webhook signature does not verify", retryable: false, user: true, httpStatus: 401 },
   FQL_DECRYPT_FAILED: { title: "An encrypted payload cannot be decrypted", retryable: false, user: true, httpStatus: 400 },
 } as const satisfies Record<string, ErrorCodeInfo>;

@@ -1,0 +1,117 @@
+import type { EntityModel, EventKind } from "../config/types.js";
+import type { Queryable } from "../db/driver.js";
+import { ident } from "../db/index.js";
+import { keyColumn, qualifiedTable, type TableColumns } from "./ddl.js";
+
+/** One row of an entity's table, keyed by column name, as the driver returns it. */
+export type EntityRow = Record<string, unknown>;
+
+/** A row written by one statement, with the id of the transaction that wrote it. */
+export interface WrittenRow {
+  readonly row: EntityRow;
+  /** The row's key as text. */
+  readonly id: string;
+  /** `txid_current()` of the writing transaction, as text: the outbox's `txid` for this change. */
+  readonly txid: string;
+  readonly op: EventKind;
+}
+
+// Read in the same statement as the write, so the caller learns the transaction id without a
+// second round trip. The name is unlikely to clash with a user column.
+const TXID_ALIAS = "__fraiseql_txid";
+
+/** Column values to write, keyed by column name; values are already in driver form. */
+export type ColumnValues = ReadonlyMap<string, unknown>;
+
+function selectList(entity: EntityModel, columns: TableColumns | undefined): string {
+  const key = keyColumn(entity);
+  const names = [key, ...entity.fields.map((f) => f.name).filter((n) => n !== key)];
+  // Only the declared columns are read: undeclared (possibly large) columns stay in the database.
+  return names
+    .filter((n) => columns === undefined || columns.has(n))
+    .map(ident)
+    .join(", ");
+}
+
+function written(op: EventKind, entity: EntityModel, row: EntityRow): WrittenRow {
+  const txid = String(row[TXID_ALIAS]);
+  delete row[TXID_ALIAS];
+  return { row, id: String(row[keyColumn(entity)]), txid, op };
+}
+
+/** `INSERT ... RETURNING`: one statement, committed by itself unless `db` is a transaction. */
+export async function insertRow(
+  db: Queryable,
+  entity: EntityModel,
+  values: ColumnValues,
+  columns?: TableColumns,
+): Promise<WrittenRow> {
+  const names = [...values.keys()];
+  const target = qualifiedTable(entity);
+  const returning = `RETURNING ${selectList(entity, columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+  const sql =
+    names.length === 0
+      ? `INSERT INTO ${target} DEFAULT VALUES ${returning}`
+      : `INSERT INTO ${target} (${names.map(ident).join(", ")}) VALUES (${names.map((_, i) => `$${i + 1}`).join(", ")}) ${returning}`;
+  const { rows } = await db.query<EntityRow>(sql, [...values.values()]);
+  return written("INSERT", entity, rows[0]!);
+}
+
+/** `UPDATE ... WHERE key = $n RETURNING`. @returns undefined when no row has that key. */
+export async function updateRow(
+  db: Queryable,
+  entity: EntityModel,
+  id: string,
+  values: ColumnValues,
+  columns?: TableColumns,
+): Promise<WrittenRow | undefined> {
+  const names = [...values.keys()];
+  const sets = names.map((n, i) => `${ident(n)} = $${i + 1}`).join(", ");
+  const sql =
+    `UPDATE ${qualifiedTable(entity)} SET ${sets} WHERE ${ident(keyColumn(entity))} = $${names.length + 1}` +
+    ` RETURNING ${selectList(entity, columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+  const { rows } = await db.query<EntityRow>(sql, [...values.values(), id]);
+  return rows[0] === undefined ? undefined : written("UPDATE", entity, rows[0]);
+}
+
+/** `DELETE ... WHERE key = $1 RETURNING`. @returns the deleted row, or undefined when none. */
+export async function deleteRow(
+  db: Queryable,
+  entity: EntityModel,
+  id: string,
+  columns?: TableColumns,
+): Promise<WrittenRow | undefined> {
+  const sql =
+    `DELETE FROM ${qualifiedTable(entity)} WHERE ${ident(keyColumn(entity))} = $1` +
+    ` RETURNING ${selectList(entity, columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+  const { rows } = await db.query<EntityRow>(sql, [id]);
+  return rows[0] === undefined ? undefined : written("DELETE", entity, rows[0]);
+}
+
+/** One row by key, or undefined. */
+export async function getRow(
+  db: Queryable,
+  entity: EntityModel,
+  id: string,
+  columns?: TableColumns,
+): Promise<EntityRow | undefined> {
+  const { rows } = await db.query<EntityRow>(
+    `SELECT ${selectList(entity, columns)} FROM ${qualifiedTable(entity)} WHERE ${ident(keyColumn(entity))} = $1`,
+    [id],
+  );
+  return rows[0];
+}
+
+/** A page of rows ordered by key, so pages are stable. */
+export async function listRows(
+  db: Queryable,
+  entity: EntityModel,
+  page: { limit: number; offset: number },
+  columns?: TableColumns,
+): Promise<EntityRow[]> {
+  const { rows } = await db.query<EntityRow>(
+    `SELECT ${selectList(entity, columns)} FROM ${qualifiedTable(entity)} ORDER BY ${ident(keyColumn(entity))} LIMIT $1 OFFSET $2`,
+    [page.limit, page.offset],
+  );
+  return rows;
+}
