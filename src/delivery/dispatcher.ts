@@ -1,0 +1,587 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import diagnostics from "node:diagnostics_channel";
+import { hostname } from "node:os";
+import { type CapturedEvent, claimUnroutedEvents, markRouted, toCapturedEvent } from "../capture/outbox.js";
+import type { ResolvedConfig } from "../config/types.js";
+import type { Database, Queryable } from "../db/driver.js";
+import { type InternalTables, internalTables } from "../db/tables.js";
+import type { DeadLetter, DlqBackend } from "../dlq/types.js";
+import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
+import { createRedactor, type Redactor } from "../redact.js";
+import { createUndiciSender, type HttpResult, type HttpSender } from "./http.js";
+import { attemptHeaders, InvalidRequest, type RenderedRequest, renderRequest } from "./request.js";
+import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js";
+
+/**
+ * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
+ * library; `metrics/` and the logger subscribe.
+ */
+export const channels = {
+  /** `{ delivery, attempt, result }` after each HTTP attempt. */
+  attempt: diagnostics.channel("fraiseql:delivery:attempt"),
+  /** `{ delivery, decision }` when an attempt's outcome is decided (succeeded, retry, dead). */
+  settled: diagnostics.channel("fraiseql:delivery:settled"),
+  /** `{ events, deliveries }` after a batch of events was routed to observers. */
+  routed: diagnostics.channel("fraiseql:events:routed"),
+  /** `{ error }` when a dispatcher loop iteration failed (the loop goes on). */
+  error: diagnostics.channel("fraiseql:dispatcher:error"),
+};
+
+/** A delivery claimed by this process, with what is needed to send it. */
+export interface ClaimedDelivery {
+  readonly id: string;
+  readonly eventId: string;
+  readonly observer: string;
+  readonly actionIndex: number;
+  /** This attempt's number, 1-based. */
+  readonly attempt: number;
+  readonly event: CapturedEvent;
+}
+
+export interface AttemptRecord {
+  readonly delivery: ClaimedDelivery;
+  readonly result: HttpResult;
+  readonly decision: RetryDecision;
+  readonly request: RenderedRequest | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  readonly startedAt: Date;
+}
+
+export interface DispatcherOptions {
+  readonly db: Database;
+  readonly config: ResolvedConfig;
+  readonly registry: ObserverRegistry;
+  readonly dlq: DlqBackend;
+  /** (Default: an undici Pool per origin) */
+  readonly sender?: HttpSender;
+  /** Identifies this process in leases. (Default: host:pid:random) */
+  readonly workerId?: string;
+  /** Events routed per transaction. (Default: 500) */
+  readonly routeBatch?: number;
+  /** Source of randomness for jitter. (Default: Math.random) */
+  readonly random?: () => number;
+}
+
+interface Settlement {
+  readonly record: AttemptRecord;
+}
+
+function sleep(ms: number, signal: { wake?: (() => void) | undefined }): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.wake = undefined;
+      resolve();
+    }
+    signal.wake = done;
+  });
+}
+
+interface ClaimRow {
+  id: string;
+  event_id: string;
+  observer: string;
+  action_index: number;
+  attempts: number;
+  entity: string;
+  op: "INSERT" | "UPDATE" | "DELETE";
+  old_row: Record<string, unknown> | null;
+  new_row: Record<string, unknown> | null;
+  changed: string[] | null;
+  txid: string;
+  created_at: Date | string;
+}
+
+/**
+ * The delivery engine of one process: routes captured events to observers (creating
+ * deliveries), claims due deliveries under a lease, sends them, and settles the outcomes in
+ * batches (success, retry with backoff, or dead letter). Several processes may run against one
+ * database; claims use `FOR UPDATE SKIP LOCKED` and leases expire when a process dies.
+ */
+export class Dispatcher {
+  readonly workerId: string;
+  private readonly db: Database;
+  private readonly config: ResolvedConfig;
+  private readonly registry: ObserverRegistry;
+  private readonly dlq: DlqBackend;
+  private readonly sender: HttpSender;
+  private readonly ownsSender: boolean;
+  private readonly t: InternalTables;
+  private readonly redactor: Redactor;
+  private readonly random: () => number;
+  private readonly routeBatch: number;
+  private readonly concurrency: number;
+  private readonly leaseMs: number;
+
+  private running = false;
+  private stopping = false;
+  private loopPromise: Promise<void> | undefined;
+  private readonly wakeSignal: { wake?: (() => void) | undefined } = {};
+  private wakeRequested = false;
+  private readonly inflight = new Map<string, Promise<void>>();
+  private settleQueue: Settlement[] = [];
+  private flushing: Promise<void> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryTimerAt = Number.POSITIVE_INFINITY;
+  private lastReclaim = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(options: DispatcherOptions) {
+    this.db = options.db;
+    this.config = options.config;
+    this.registry = options.registry;
+    this.dlq = options.dlq;
+    this.ownsSender = options.sender === undefined;
+    this.sender = options.sender ?? createUndiciSender();
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+    this.t = internalTables(options.config.database.schema);
+    this.redactor = createRedactor(options.config.secrets);
+    this.random = options.random ?? Math.random;
+    this.routeBatch = options.routeBatch ?? 500;
+    const dispatch = options.config.webhooks.dispatch;
+    this.concurrency = Math.max(1, Math.min(dispatch.concurrency, dispatch.maxQueueSize));
+    this.leaseMs = dispatch.lease;
+  }
+
+  /** Starts the loop; returns at once. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = false;
+    this.heartbeat = setInterval(() => void this.renewLeases(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    this.heartbeat.unref();
+    this.loopPromise = this.loop();
+  }
+
+  /** Asks the loop to look for work now (called after an in-process mutation commits). */
+  wake(): void {
+    this.wakeRequested = true;
+    this.wakeSignal.wake?.();
+  }
+
+  /**
+   * Stops claiming, lets in-flight attempts finish (up to `graceMs`), settles them, and gives
+   * back the leases of anything still unfinished so another process takes it up at once.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.stopping = true;
+    this.wake();
+    await this.loopPromise;
+    const grace = new Promise((r) => setTimeout(r, graceMs).unref());
+    await Promise.race([Promise.allSettled([...this.inflight.values()]), grace]);
+    await this.flush();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.db
+      .query(
+        `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, run_at = now()
+          WHERE locked_by = $1 AND status = 'running'`,
+        [this.workerId],
+      )
+      .catch(() => {});
+    if (this.ownsSender) await this.sender.close();
+    this.running = false;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /** Resolves when no event is waiting to be routed and no delivery is pending, running or waiting. */
+  async waitForIdle(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { rows } = await this.db.query<{ busy: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM ${this.t.events} WHERE routed_at IS NULL)
+             OR EXISTS (SELECT 1 FROM ${this.t.deliveries} WHERE status IN ('pending', 'running', 'waiting')) AS busy`,
+      );
+      if (!rows[0]?.busy && this.inflight.size === 0 && this.settleQueue.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`dispatcher not idle after ${timeoutMs}ms`);
+      this.wake();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      this.wakeRequested = false;
+      try {
+        const now = Date.now();
+        if (now - this.lastReclaim > this.leaseMs / 2) {
+          this.lastReclaim = now;
+          await this.reclaimExpired();
+        }
+        const routed = await this.route();
+        const free = this.concurrency - this.inflight.size;
+        const claimed = free > 0 ? await this.claim(Math.min(free, 256)) : 0;
+        failures = 0;
+        if (this.stopping) break;
+        if (this.wakeRequested) continue;
+        if (routed === this.routeBatch) continue;
+        if (claimed > 0 && this.inflight.size < this.concurrency) continue;
+        await sleep(this.config.webhooks.dispatch.pollInterval, this.wakeSignal);
+      } catch (error) {
+        failures++;
+        if (channels.error.hasSubscribers) channels.error.publish({ error });
+        // The database may be restarting: back off, then try again; nothing is lost because
+        // unrouted events and unclaimed deliveries stay in their tables.
+        await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)), this.wakeSignal);
+      }
+    }
+  }
+
+  private async reclaimExpired(): Promise<void> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, updated_at = now()
+        WHERE status = 'running' AND locked_until < now()`,
+    );
+    if (rowCount > 0) this.wakeRequested = true;
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (this.inflight.size === 0) return;
+    try {
+      await this.db.query(
+        `UPDATE ${this.t.deliveries} SET locked_until = now() + $2 * interval '1 millisecond'
+          WHERE locked_by = $1 AND status = 'running'`,
+        [this.workerId, this.leaseMs],
+      );
+    } catch (error) {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+    }
+  }
+
+  /** Routes one batch of captured events to observers; returns how many events it took. */
+  private async route(): Promise<number> {
+    let planned: PlannedDelivery[] = [];
+    let count = 0;
+    await this.db.transaction(async (tx) => {
+      const events = await claimUnroutedEvents(tx, this.t, this.routeBatch);
+      count = events.length;
+      if (count === 0) return;
+      planned = events.flatMap((event) => planDeliveries(event, this.registry));
+      if (planned.length > 0) await insertDeliveries(tx, this.t, planned);
+      await markRouted(
+        tx,
+        this.t,
+        events.map((e) => e.id),
+      );
+    });
+    if (count > 0 && channels.routed.hasSubscribers) channels.routed.publish({ events: count, deliveries: planned });
+    return count;
+  }
+
+  /** Claims up to `limit` due deliveries and starts sending them; returns how many. */
+  private async claim(limit: number): Promise<number> {
+    const { rows } = await this.db.query<ClaimRow>(
+      `WITH due AS (
+         SELECT id FROM ${this.t.deliveries}
+          WHERE status = 'pending' AND run_at <= now()
+          ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       ), claimed AS (
+         UPDATE ${this.t.deliveries} d
+            SET status = 'running', attempts = d.attempts + 1, locked_by = $1,
+                locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
+           FROM due WHERE d.id = due.id
+         RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts
+       )
+       SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts,
+              e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
+         FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
+      [this.workerId, limit, this.leaseMs],
+    );
+    for (const row of rows) {
+      const delivery: ClaimedDelivery = {
+        id: row.id,
+        eventId: String(row.event_id),
+        observer: row.observer,
+        actionIndex: row.action_index,
+        attempt: row.attempts,
+        event: toCapturedEvent({ ...row, id: row.event_id }),
+      };
+      const p = this.attempt(delivery).finally(() => {
+        this.inflight.delete(delivery.id);
+        if (!this.stopping) this.wake();
+      });
+      this.inflight.set(delivery.id, p);
+    }
+    return rows.length;
+  }
+
+  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+    const startedAt = new Date();
+    const observer = this.registry.byName.get(delivery.observer);
+    const action = observer?.actions[delivery.actionIndex];
+    let request: RenderedRequest | undefined;
+    let headers: Record<string, string> | undefined;
+    let result: HttpResult;
+    if (!observer || !action) {
+      result = invalid(`observer ${delivery.observer} action ${delivery.actionIndex} is not configured any more`);
+    } else {
+      try {
+        request = renderRequest(delivery.event, observer, action);
+        headers = attemptHeaders(request, delivery.id, delivery.attempt, this.config.webhooks.signing);
+        result = await this.sender.send({
+          url: request.url,
+          method: request.method,
+          headers,
+          body: request.body,
+          timeout: action.model.timeout,
+        });
+      } catch (err) {
+        if (!(err instanceof InvalidRequest)) throw err;
+        result = invalid(err.message);
+      }
+    }
+    const policy = observer?.model.retry ?? this.config.webhooks.retry;
+    const decision = decideRetry(policy, delivery.attempt, result.outcome, this.random);
+    const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt };
+    if (channels.attempt.hasSubscribers) channels.attempt.publish(record);
+    this.settleQueue.push({ record });
+    await this.flush();
+  }
+
+  /** Writes every queued outcome in one transaction; concurrent callers share one flush. */
+  private flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.settleQueue.length > 0 ? this.flush() : undefined));
+    if (this.settleQueue.length === 0) return Promise.resolve();
+    const batch = this.settleQueue;
+    this.settleQueue = [];
+    this.flushing = this.settle(batch)
+      .catch(async (error) => {
+        if (channels.error.hasSubscribers) channels.error.publish({ error });
+        // Outcomes that could not be written stay owned by this process until the lease
+        // expires; then the deliveries are attempted again (at-least-once).
+      })
+      .finally(() => {
+        this.flushing = undefined;
+      });
+    return this.flushing;
+  }
+
+  private async settle(batch: readonly Settlement[]): Promise<void> {
+    const done = batch.filter((s) => s.record.decision.action === "succeeded");
+    const retry = batch.filter((s) => s.record.decision.action === "retry");
+    const dead = batch.filter((s) => s.record.decision.action === "dead");
+    const redact = this.redactor;
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO ${this.t.attempts} (delivery_id, attempt, started_at, duration_ms, status, outcome, error, response_excerpt)
+         SELECT delivery_id, attempt, started_at, duration_ms, status, outcome, error, response_excerpt
+           FROM jsonb_to_recordset($1::jsonb) AS x(delivery_id uuid, attempt int, started_at timestamptz,
+                duration_ms float8, status int, outcome text, error text, response_excerpt text)
+         ON CONFLICT DO NOTHING`,
+        [
+          JSON.stringify(
+            batch.map(({ record: r }) => ({
+              delivery_id: r.delivery.id,
+              attempt: r.delivery.attempt,
+              started_at: r.startedAt.toISOString(),
+              duration_ms: r.result.durationMs,
+              status: statusOf(r.result.outcome),
+              outcome: r.decision.action === "succeeded" ? "success" : r.result.outcome.kind,
+              error: r.result.error === undefined ? null : redact.text(r.result.error),
+              response_excerpt: r.result.excerpt === undefined ? null : redact.text(r.result.excerpt),
+            })),
+          ),
+        ],
+      );
+      if (done.length > 0) {
+        const { rows } = await tx.query<{ id: string }>(
+          `UPDATE ${this.t.deliveries} d
+              SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
+                  locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
+             FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status int)
+            WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'
+           RETURNING d.id`,
+          [
+            JSON.stringify(done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) }))),
+            this.workerId,
+          ],
+        );
+        if (rows.length > 0) {
+          await tx.query(
+            `UPDATE ${this.t.deliveries} SET status = 'pending', run_at = now(), updated_at = now()
+              WHERE status = 'waiting' AND depends_on = ANY($1::uuid[])`,
+            [rows.map((r) => r.id)],
+          );
+        }
+      }
+      if (retry.length > 0) {
+        await tx.query(
+          `UPDATE ${this.t.deliveries} d
+              SET status = 'pending', run_at = now() + x.delay * interval '1 millisecond',
+                  last_status = x.status, last_error = x.error, locked_by = NULL, locked_until = NULL, updated_at = now()
+             FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, delay float8, status int, error text)
+            WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'`,
+          [
+            JSON.stringify(
+              retry.map(({ record: r }) => ({
+                id: r.delivery.id,
+                delay: r.decision.action === "retry" ? r.decision.delayMs : 0,
+                status: statusOf(r.result.outcome),
+                error: r.result.error === undefined ? null : redact.text(r.result.error),
+              })),
+            ),
+            this.workerId,
+          ],
+        );
+      }
+      if (dead.length > 0) await this.settleDead(tx, dead);
+    });
+    for (const s of retry) {
+      if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
+    }
+    if (channels.settled.hasSubscribers) {
+      for (const { record } of batch) channels.settled.publish({ delivery: record.delivery, decision: record.decision });
+    }
+  }
+
+  /**
+   * Marks deliveries dead and writes their dead letters in the same transaction; in a sequential
+   * observer the deliveries waiting behind one are dead-lettered too, with reason
+   * `upstream_failed`, so that a replay can resume the chain.
+   */
+  private async settleDead(tx: Queryable, dead: readonly Settlement[]): Promise<void> {
+    const { rows: owned } = await tx.query<{ id: string }>(
+      `UPDATE ${this.t.deliveries} d
+          SET status = 'dead', reason = x.reason, last_status = x.status, last_error = x.error,
+              locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, reason text, status int, error text)
+        WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'
+       RETURNING d.id`,
+      [
+        JSON.stringify(
+          dead.map(({ record: r }) => ({
+            id: r.delivery.id,
+            reason: r.decision.action === "dead" ? r.decision.reason : "unknown",
+            status: statusOf(r.result.outcome),
+            error: r.result.error === undefined ? null : this.redactor.text(r.result.error),
+          })),
+        ),
+        this.workerId,
+      ],
+    );
+    const ownedIds = new Set(owned.map((r) => r.id));
+    const letters: DeadLetter[] = [];
+    const failedAt = new Date().toISOString();
+    for (const { record } of dead) {
+      if (!ownedIds.has(record.delivery.id)) continue;
+      letters.push(this.deadLetter(record.delivery, record, failedAt));
+    }
+    if (ownedIds.size > 0) {
+      const { rows: cascaded } = await tx.query<{ id: string; event_id: string; observer: string; action_index: number }>(
+        `WITH RECURSIVE chain AS (
+           SELECT id FROM ${this.t.deliveries} WHERE status = 'waiting' AND depends_on = ANY($1::uuid[])
+           UNION
+           SELECT d.id FROM ${this.t.deliveries} d JOIN chain c ON d.depends_on = c.id WHERE d.status = 'waiting'
+         )
+         UPDATE ${this.t.deliveries} d SET status = 'dead', reason = 'upstream_failed', finished_at = now(), updated_at = now()
+           FROM chain WHERE d.id = chain.id
+         RETURNING d.id, d.event_id, d.observer, d.action_index`,
+        [[...ownedIds]],
+      );
+      const events = new Map(dead.map(({ record }) => [record.delivery.eventId, record.delivery.event]));
+      for (const row of cascaded) {
+        const event = events.get(String(row.event_id));
+        if (!event) continue;
+        const delivery: ClaimedDelivery = {
+          id: row.id,
+          eventId: String(row.event_id),
+          observer: row.observer,
+          actionIndex: row.action_index,
+          attempt: 0,
+          event,
+        };
+        letters.push(this.deadLetter(delivery, undefined, failedAt));
+      }
+    }
+    await this.dlq.write(letters, tx);
+  }
+
+  private deadLetter(delivery: ClaimedDelivery, record: AttemptRecord | undefined, failedAt: string): DeadLetter {
+    let request = record?.request;
+    if (!request) {
+      const observer = this.registry.byName.get(delivery.observer);
+      const action = observer?.actions[delivery.actionIndex];
+      if (observer && action) {
+        try {
+          request = renderRequest(delivery.event, observer, action);
+        } catch {
+          request = undefined;
+        }
+      }
+    }
+    const action = this.registry.byName.get(delivery.observer)?.actions[delivery.actionIndex];
+    const headers = record?.headers ?? request?.headers ?? {};
+    return {
+      id: `dlq_${randomUUID().replaceAll("-", "").slice(0, 20)}`,
+      observer: delivery.observer,
+      entity: delivery.event.entity,
+      event: delivery.event.op,
+      event_id: delivery.eventId,
+      delivery_id: delivery.id,
+      url: this.redactor.text(request?.url ?? action?.model.url ?? ""),
+      method: request?.method ?? action?.model.method ?? "POST",
+      request_headers: this.redactor.headers(headers),
+      payload: this.redactor.json(request?.payload ?? null),
+      attempts: delivery.attempt,
+      last_status: record ? statusOf(record.result.outcome) : null,
+      last_error: record?.result.error === undefined ? null : this.redactor.text(record.result.error),
+      reason: record?.decision.action === "dead" ? record.decision.reason : "upstream_failed",
+      failed_at: failedAt,
+      replayed_at: null,
+      replay_count: 0,
+    };
+  }
+
+  private scheduleWake(delayMs: number): void {
+    const at = Date.now() + delayMs;
+    if (at >= this.retryTimerAt) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimerAt = at;
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimerAt = Number.POSITIVE_INFINITY;
+        this.retryTimer = undefined;
+        this.wake();
+      },
+      Math.max(0, delayMs) + 2,
+    );
+    this.retryTimer.unref();
+  }
+}
+
+function statusOf(outcome: AttemptOutcome): number | null {
+  return outcome.kind === "success" || outcome.kind === "http" ? outcome.status : null;
+}
+
+function invalid(message: string): HttpResult {
+  return { outcome: { kind: "invalid_request", message }, excerpt: undefined, error: message, durationMs: 0 };
+}
+
+/** Writes planned deliveries in one statement. */
+export async function insertDeliveries(
+  tx: Queryable,
+  t: InternalTables,
+  planned: readonly PlannedDelivery[],
+): Promise<void> {
+  await tx.query(
+    `INSERT INTO ${t.deliveries} (id, event_id, observer, action_index, status, depends_on)
+     SELECT id, event_id, observer, action_index, status, depends_on
+       FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, event_id bigint, observer text, action_index int, status text, depends_on uuid)`,
+    [
+      JSON.stringify(
+        planned.map((p) => ({
+          id: p.id,
+          event_id: p.eventId,
+          observer: p.observer,
+          action_index: p.actionIndex,
+          status: p.status,
+          depends_on: p.dependsOn,
+        })),
+      ),
+    ],
+  );
+}

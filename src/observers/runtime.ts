@@ -1,0 +1,112 @@
+import { randomUUID } from "node:crypto";
+import type { CapturedEvent } from "../capture/outbox.js";
+import type { EntityModel, ObserverModel, ResolvedConfig, WebhookAction } from "../config/types.js";
+import { type CompiledCondition, type ConditionContext, compileCondition } from "./condition.js";
+import {
+  type CompiledBodyTemplate,
+  type CompiledStringTemplate,
+  compileBodyTemplate,
+  compileStringTemplate,
+} from "./template.js";
+
+/** An action with its expressions compiled once, for the hot path. */
+export interface RuntimeAction {
+  readonly model: WebhookAction;
+  readonly condition: CompiledCondition | undefined;
+  readonly url: CompiledStringTemplate;
+  readonly headers: readonly (readonly [string, CompiledStringTemplate])[];
+  readonly body: CompiledBodyTemplate | undefined;
+}
+
+/** An observer with its expressions compiled once. */
+export interface RuntimeObserver {
+  readonly model: ObserverModel;
+  readonly entity: EntityModel;
+  readonly condition: CompiledCondition | undefined;
+  readonly actions: readonly RuntimeAction[];
+}
+
+/** Observers indexed by `entity:event` for matching. */
+export interface ObserverRegistry {
+  readonly byName: ReadonlyMap<string, RuntimeObserver>;
+  match(entity: string, op: string): readonly RuntimeObserver[];
+}
+
+export function compileObservers(config: ResolvedConfig): ObserverRegistry {
+  const entities = new Map(config.entities.map((e) => [e.name, e]));
+  const byName = new Map<string, RuntimeObserver>();
+  const byKey = new Map<string, RuntimeObserver[]>();
+  for (const model of config.observers) {
+    const entity = entities.get(model.entity);
+    if (!entity) throw new Error(`observer ${model.name}: unknown entity ${model.entity}`);
+    const fields = entity.fields;
+    const runtime: RuntimeObserver = {
+      model,
+      entity,
+      condition: model.condition === undefined ? undefined : compileCondition(model.condition, { fields }),
+      actions: model.actions.map((action) => ({
+        model: action,
+        condition: action.condition === undefined ? undefined : compileCondition(action.condition, { fields }),
+        url: compileStringTemplate(action.url, { fields, encode: "uri-component" }),
+        headers: Object.entries(action.headers).map(
+          ([name, value]) => [name, compileStringTemplate(value, { fields, encode: "none" })] as const,
+        ),
+        body: action.body === undefined ? undefined : compileBodyTemplate(action.body, { fields }),
+      })),
+    };
+    byName.set(model.name, runtime);
+    const key = `${model.entity}:${model.event}`;
+    const list = byKey.get(key) ?? [];
+    list.push(runtime);
+    byKey.set(key, list);
+  }
+  return {
+    byName,
+    match: (entity, op) => byKey.get(`${entity}:${op}`) ?? [],
+  };
+}
+
+/** A delivery decided by routing, before it is written to the queue. */
+export interface PlannedDelivery {
+  readonly id: string;
+  readonly eventId: string;
+  readonly observer: string;
+  readonly actionIndex: number;
+  /** `waiting` deliveries start when `dependsOn` succeeds (sequential execution). */
+  readonly status: "pending" | "waiting";
+  readonly dependsOn: string | null;
+}
+
+export function conditionContext(event: CapturedEvent): ConditionContext {
+  return { event: event.op, old: event.old, new: event.new };
+}
+
+/**
+ * Decides the deliveries of one event: every observer of its entity and kind whose condition
+ * holds, and within it every action whose own condition holds. In a sequential observer each
+ * delivery waits for the one before it; an action whose condition is false is skipped and the
+ * chain goes on.
+ */
+export function planDeliveries(event: CapturedEvent, registry: ObserverRegistry): PlannedDelivery[] {
+  const planned: PlannedDelivery[] = [];
+  const ctx = conditionContext(event);
+  for (const observer of registry.match(event.entity, event.op)) {
+    if (observer.condition && !observer.condition.evaluate(ctx)) continue;
+    const sequential = observer.model.execution === "sequential";
+    let previous: string | null = null;
+    for (const action of observer.actions) {
+      if (action.condition && !action.condition.evaluate(ctx)) continue;
+      const id = randomUUID();
+      planned.push({
+        id,
+        eventId: event.id,
+        observer: observer.model.name,
+        actionIndex: action.model.index,
+        status: sequential && previous !== null ? "waiting" : "pending",
+        dependsOn: sequential ? previous : null,
+      });
+      if (sequential) previous = id;
+    }
+  }
+  return planned;
+}

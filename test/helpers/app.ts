@@ -1,0 +1,43 @@
+import { parseConfig } from "../../src/config/load.js";
+import type { ResolvedConfig } from "../../src/config/types.js";
+import { type Service, startService } from "../../src/cli/serve.js";
+import type { Database } from "../../src/db/driver.js";
+
+/** Resolves a TOML text the way `fraiseql` does at startup, with the given environment. */
+export function configFrom(toml: string, env: Record<string, string> = {}): ResolvedConfig {
+  return parseConfig(toml, { file: "test.toml", env: { ...env } });
+}
+
+/**
+ * Starts the whole service (migrations, dispatcher, GraphQL on a free port) on an existing test
+ * database. Fast polling keeps tests quick; the internal schema is unique per call unless given,
+ * so several services can share one database in a file.
+ */
+export async function startTestService(
+  db: Database,
+  toml: string,
+  env: Record<string, string> = {},
+  options: { http?: boolean; dispatch?: boolean } = {},
+): Promise<Service> {
+  const config = configFrom(toml, env);
+  return startService(config, { db, port: 0, ...options });
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Sends a GraphQL request and returns the parsed response. */
+export async function gql(url: string, query: string, variables?: Record<string, unknown>): Promise<any> {
+  const res = await fetch(`${url}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query, variables }),
+  });
+  return res.json();
+}
