@@ -1,0 +1,80 @@
+import { openFraiseql } from "../app.js";
+import { loadConfig } from "../config/load.js";
+import { parseDuration } from "../config/units.js";
+import type { DeadLetter } from "../dlq/types.js";
+import { FraiseqlError } from "../errors.js";
+import { parseCommandArgs } from "./args.js";
+
+function formatRow(d: DeadLetter): string {
+  const status = d.last_status === null ? "-" : String(d.last_status);
+  return [d.id, d.failed_at, d.observer, d.reason, status, String(d.attempts), `${d.method} ${d.url}`].join("  ");
+}
+
+function sinceArg(value: string | undefined, key: string): Date | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return new Date(Date.now() - parseDuration(value));
+  } catch (err) {
+    const at = new Date(value);
+    if (!Number.isNaN(at.getTime())) return at;
+    throw new FraiseqlError("FQL_USAGE", `${key}: "${value}" is neither a duration (24h, 7d) nor a date (2025-02-10)`, {
+      cause: err,
+    });
+  }
+}
+
+/** `fraiseql dlq list|show|purge` */
+export async function runDlq(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseCommandArgs(`dlq ${sub ?? ""}`.trim(), rest, {
+    config: { type: "string" },
+    json: { type: "boolean" },
+    since: { type: "string" },
+    observer: { type: "string" },
+    limit: { type: "string" },
+    "older-than": { type: "string" },
+  });
+  if (sub !== "list" && sub !== "show" && sub !== "purge") {
+    throw new FraiseqlError("FQL_USAGE", `unknown dlq command "${sub ?? ""}"`, { hint: "Use: fraiseql dlq list | show ID | purge" });
+  }
+  const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
+  const app = await openFraiseql(config);
+  try {
+    await app.migrate();
+    if (sub === "list") {
+      const failedAfter = sinceArg(values.since, "--since");
+      const entries = await app.dlq.list({
+        ...(failedAfter ? { failedAfter } : {}),
+        ...(values.observer ? { observer: values.observer } : {}),
+        limit: values.limit ? Number(values.limit) : 100,
+      });
+      if (values.json) process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+      else if (entries.length === 0) process.stdout.write("no dead letters\n");
+      else {
+        process.stdout.write("id  failed_at  observer  reason  last_status  attempts  request\n");
+        for (const e of entries) process.stdout.write(`${formatRow(e)}\n`);
+      }
+      return 0;
+    }
+    if (sub === "show") {
+      const id = positionals[0];
+      if (!id) throw new FraiseqlError("FQL_USAGE", "dlq show takes an id", { hint: "fraiseql dlq show ID" });
+      const entry = await app.dlq.get(id);
+      if (!entry) throw new FraiseqlError("FQL_NOT_FOUND", `no dead letter with id "${id}"`);
+      process.stdout.write(
+        values.json
+          ? `${JSON.stringify(entry, null, 2)}\n`
+          : `${Object.entries(entry)
+              .map(([k, v]) => `${k}: ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}`)
+              .join("\n")}\n`,
+      );
+      return 0;
+    }
+    const olderThan = sinceArg(values["older-than"], "--older-than") ?? new Date();
+    const removed = await app.dlq.purge(olderThan);
+    process.stdout.write(`purged ${removed} dead letters\n`);
+    return 0;
+  } finally {
+    await app.close();
+  }
+}

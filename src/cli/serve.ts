@@ -1,0 +1,131 @@
+import { type Fraiseql, openFraiseql, type OpenOptions } from "../app.js";
+import { loadConfig } from "../config/load.js";
+import type { ResolvedConfig } from "../config/types.js";
+import { buildSchema } from "../graphql/schema.js";
+import { createGraphqlHandler, startHttpServer } from "../graphql/server.js";
+import { introspectTable } from "../entities/ddl.js";
+import { createAuthorizer } from "../graphql/auth.js";
+import { parseCommandArgs } from "./args.js";
+
+/** A started `serve` or `worker`: the pipeline, and the HTTP server when it serves GraphQL. */
+export interface Service {
+  readonly app: Fraiseql;
+  /** Base URL of the HTTP server (`http://127.0.0.1:4000`), when started. */
+  readonly url: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface ServiceOptions extends OpenOptions {
+  /** Serve GraphQL, /health and /ready. (Default: true) */
+  http?: boolean;
+  /** Run the dispatcher. (Default: true) */
+  dispatch?: boolean;
+  /** Port override (0 picks a free one). */
+  port?: number;
+}
+
+/** Opens, migrates and starts the pipeline and (optionally) the HTTP server. */
+export async function startService(config: ResolvedConfig, options: ServiceOptions = {}): Promise<Service> {
+  const app = await openFraiseql(config, options);
+  let url: string | undefined;
+  let server: { close(): Promise<void>; url: string } | undefined;
+  try {
+    await app.migrate();
+    if (options.dispatch !== false) app.dispatcher.start();
+    if (options.http !== false) {
+      const columns = new Map(
+        await Promise.all(
+          config.entities.map(async (e) => [e.name, await introspectTable(app.db, e.schema, e.table)] as const),
+        ),
+      );
+      const schema = buildSchema(config.entities, {
+        db: app.db,
+        columns,
+        afterMutation: () => {
+          app.dispatcher.wake();
+        },
+      });
+      server = await startHttpServer({
+        host: config.server.host,
+        port: options.port ?? config.server.port,
+        graphql: createGraphqlHandler(schema, authorizeOption(config)),
+        ready: async () => {
+          await app.db.query("SELECT 1");
+        },
+      });
+      url = server.url;
+    }
+  } catch (err) {
+    await server?.close().catch(() => {});
+    await app.close().catch(() => {});
+    throw err;
+  }
+  return {
+    app,
+    url,
+    async close() {
+      await server?.close();
+      await app.close();
+    },
+  };
+}
+
+function authorizeOption(config: ResolvedConfig) {
+  const authorize = createAuthorizer(config.server.auth);
+  return authorize ? { authorize } : {};
+}
+
+function onShutdown(close: () => Promise<void>): Promise<number> {
+  return new Promise((resolve) => {
+    let closing = false;
+    const stop = (signal: string) => {
+      if (closing) return;
+      closing = true;
+      process.stderr.write(`${signal}: finishing in-flight deliveries, then exiting\n`);
+      close().then(
+        () => resolve(0),
+        (err) => {
+          process.stderr.write(`error while stopping: ${(err as Error).message}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+const COMMON = { config: { type: "string" } } as const;
+
+export async function runServe(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs("serve", args, { ...COMMON, port: { type: "string" } }, false);
+  const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
+  const service = await startService(config, values.port === undefined ? {} : { port: Number(values.port) });
+  process.stderr.write(
+    `fraiseql serving GraphQL at ${service.url}/graphql (${service.app.db.kind}), dispatcher ${service.app.dispatcher.workerId}\n`,
+  );
+  return onShutdown(() => service.close());
+}
+
+export async function runWorker(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs("worker", args, COMMON, false);
+  const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
+  const service = await startService(config, { http: false });
+  process.stderr.write(`fraiseql worker ${service.app.dispatcher.workerId} running (${service.app.db.kind})\n`);
+  return onShutdown(() => service.close());
+}
+
+export async function runMigrate(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs("migrate", args, COMMON, false);
+  const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
+  const app = await openFraiseql(config);
+  try {
+    const applied = await app.migrate();
+    process.stdout.write(
+      applied.length > 0 ? `applied ${applied.join(", ")}\n` : "migrations up to date; triggers and tables checked\n",
+    );
+    return 0;
+  } finally {
+    await app.close();
+  }
+}

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { MockWebhookServer } from "../../src/testing/index.js";
+import { eventually } from "../helpers/app.js";
+import { exited, runCli, spawnCli } from "../helpers/cli.js";
+import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
+
+// A separate worker process shares the database with this test: that needs a server, not the
+// in-process PGlite. CI always sets TEST_DATABASE_URL, so there this test always runs.
+const skip = TEST_DATABASE_URL ? false : "needs a PostgreSQL server (TEST_DATABASE_URL)";
+
+const EVENTS = 300;
+
+describe("crash recovery", { skip }, () => {
+  let db: TestDatabase;
+  let mock: MockWebhookServer;
+  let dir: string;
+  let config: string;
+
+  before(async () => {
+    db = await openTestDatabase();
+    // Slow answers keep many deliveries in flight when the worker is killed.
+    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 40 } });
+    dir = await mkdtemp(join(tmpdir(), "fraiseql-crash-"));
+    config = join(dir, "fraiseql.toml");
+    await writeFile(
+      config,
+      `[database]
+url = "${db.url}"
+
+[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "${mock.url}/orders"
+body = { order_id = "{{ id }}" }
+
+[webhooks.dispatch]
+poll_interval = "50ms"
+lease = "2s"
+concurrency = 64
+`,
+    );
+    const migrated = runCli(["migrate", "--config", config]);
+    assert.equal(migrated.status, 0, migrated.stderr);
+  });
+  after(async () => {
+    await mock?.close();
+    await db?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("SIGKILL with deliveries in flight, restart: every event arrives with its original delivery id", async () => {
+    await db.query(`INSERT INTO orders (total) SELECT g FROM generate_series(1, ${EVENTS}) AS g`);
+    const first = spawnCli(["worker", "--config", config]);
+    await eventually(() => mock.callCount >= 60, 60_000, "the first worker to deliver some events");
+    first.kill("SIGKILL");
+    assert.equal(await exited(first), "SIGKILL");
+    const beforeRestart = new Set(mock.calls.map((c) => c.json.order_id)).size;
+    assert.ok(beforeRestart < EVENTS, "the worker was killed before it delivered everything");
+
+    const second = spawnCli(["worker", "--config", config]);
+    try {
+      await eventually(
+        () => new Set(mock.calls.map((c) => c.json.order_id)).size === EVENTS,
+        60_000,
+        `all ${EVENTS} events to arrive`,
+      );
+      // Deliveries the killed worker sent but never recorded are sent again once its leases
+      // expire: duplicates, with their original delivery ids.
+      await eventually(
+        async () => {
+          const { rows } = await db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
+          );
+          return rows[0]!.n === EVENTS;
+        },
+        60_000,
+        "every delivery to be recorded as succeeded",
+      );
+    } finally {
+      second.kill("SIGTERM");
+    }
+    assert.equal(await exited(second), 0, second.output());
+
+    const idsByOrder = new Map<number, Set<string>>();
+    for (const call of mock.calls) {
+      const ids = idsByOrder.get(call.json.order_id) ?? new Set();
+      ids.add(call.deliveryId as string);
+      idsByOrder.set(call.json.order_id, ids);
+    }
+    assert.equal(idsByOrder.size, EVENTS);
+    for (const [order, ids] of idsByOrder) assert.equal(ids.size, 1, `order ${order} kept one delivery id`);
+    const { rows } = await db.query<{ status: string; n: number }>(
+      "SELECT status, count(*)::int AS n FROM fraiseql.deliveries GROUP BY status",
+    );
+    assert.deepEqual(rows, [{ status: "succeeded", n: EVENTS }]);
+  });
+});
