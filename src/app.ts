@@ -45,7 +45,8 @@ export function migrateAll(db: Database, config: ResolvedConfig, dlq: DlqBackend
 /** Opens the configured database and builds the pipeline (nothing runs until `dispatcher.start()`). */
 export async function openFraiseql(config: ResolvedConfig, options: OpenOptions = {}): Promise<Fraiseql> {
   const registry = compileObservers(config);
-  const db = options.db ?? (await openDatabase({ url: config.database.url, dataDir: config.database.dataDir }));
+  const db =
+    options.db ?? (await openDatabase({ url: config.database.url, dataDir: config.database.dataDir }));
   const ownsDb = options.db === undefined;
   const dlq = openDlq(db, config.webhooks.dlq);
   const dispatcherOptions: DispatcherOptions = {

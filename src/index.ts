@@ -23,8 +23,8 @@ export {
 } from "./config/define.js";
 export { loadConfig, parseConfig } from "./config/load.js";
 export type * from "./config/types.js";
-export { openDatabase, openPglite, openPostgres } from "./db/index.js";
 export type { Database, Queryable } from "./db/driver.js";
+export { openDatabase, openPglite, openPostgres } from "./db/index.js";
 export { channels as diagnosticsChannels, Dispatcher } from "./delivery/dispatcher.js";
 export { decryptPayload, decryptValue, encryptBody, parseEncryptionKey } from "./delivery/encryption.js";
 export { decideRetry, parseRetryAfter, retryDelay } from "./delivery/retry.js";

@@ -6,7 +6,14 @@
 export const REDACTED = "[REDACTED]";
 
 /** Header names whose values are always credentials, whatever they contain. */
-const SENSITIVE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"]);
+const SENSITIVE_HEADERS = new Set([
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "set-cookie",
+  "x-api-key",
+  "api-key",
+]);
 
 export interface Redactor {
   text(value: string): string;

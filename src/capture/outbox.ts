@@ -47,7 +47,11 @@ export const EVENT_COLUMNS = "id, entity, op, old_row, new_row, changed, txid, c
  * Locks up to `limit` events not yet routed to observers, oldest first. Other processes skip
  * them, so each event is routed once; the lock ends with the caller's transaction.
  */
-export async function claimUnroutedEvents(tx: Queryable, t: InternalTables, limit: number): Promise<CapturedEvent[]> {
+export async function claimUnroutedEvents(
+  tx: Queryable,
+  t: InternalTables,
+  limit: number,
+): Promise<CapturedEvent[]> {
   const { rows } = await tx.query<EventRow>(
     `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE routed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
     [limit],
@@ -61,7 +65,11 @@ export async function markRouted(tx: Queryable, t: InternalTables, ids: readonly
 }
 
 /** Reads events by id (for rendering deliveries). */
-export async function readEvents(db: Queryable, t: InternalTables, ids: readonly string[]): Promise<Map<string, CapturedEvent>> {
+export async function readEvents(
+  db: Queryable,
+  t: InternalTables,
+  ids: readonly string[],
+): Promise<Map<string, CapturedEvent>> {
   const { rows } = await db.query<EventRow>(
     `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE id = ANY($1::bigint[])`,
     [ids],

@@ -7,7 +7,7 @@ export function configWarnings(config: ResolvedConfig): string[] {
   const warnings: string[] = [];
   if (config.observers.length > 0 && !config.webhooks.signing.enabled) {
     warnings.push(
-      "webhooks.signing: no secret is configured, so webhooks are sent unsigned; set [webhooks.signing] secret = \"${WEBHOOK_SECRET}\"",
+      'webhooks.signing: no secret is configured, so webhooks are sent unsigned; set [webhooks.signing] secret = "${WEBHOOK_SECRET}"',
     );
   }
   for (const entity of config.entities) {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { parseConfig } from "../config/load.js";
 import { verifyWebhook } from "../delivery/signing.js";
-import { type RecordedCall, MockWebhookServer } from "../testing/index.js";
+import { MockWebhookServer, type RecordedCall } from "../testing/index.js";
 import { parseCommandArgs } from "./args.js";
 import { type Service, startService } from "./serve.js";
 
@@ -92,7 +92,12 @@ export async function runDemo(args: string[]): Promise<number> {
   try {
     const config = parseConfig(DEMO_TOML, {
       file: "demo.toml",
-      env: { ...process.env, DEMO_RECEIVER_URL: receiver.url, WEBHOOK_SECRET: secret, WEBHOOK_API_KEY: apiKey },
+      env: {
+        ...process.env,
+        DEMO_RECEIVER_URL: receiver.url,
+        WEBHOOK_SECRET: secret,
+        WEBHOOK_API_KEY: apiKey,
+      },
     });
     out("fraiseql demo: starting the embedded PostgreSQL (PGlite, in memory)...");
     service = await startService(config, {

@@ -7,7 +7,9 @@ import { parseCommandArgs } from "./args.js";
 
 function formatRow(d: DeadLetter): string {
   const status = d.last_status === null ? "-" : String(d.last_status);
-  return [d.id, d.failed_at, d.observer, d.reason, status, String(d.attempts), `${d.method} ${d.url}`].join("  ");
+  return [d.id, d.failed_at, d.observer, d.reason, status, String(d.attempts), `${d.method} ${d.url}`].join(
+    "  ",
+  );
 }
 
 function sinceArg(value: string | undefined, key: string): Date | undefined {
@@ -17,9 +19,13 @@ function sinceArg(value: string | undefined, key: string): Date | undefined {
   } catch (err) {
     const at = new Date(value);
     if (!Number.isNaN(at.getTime())) return at;
-    throw new FraiseqlError("FQL_USAGE", `${key}: "${value}" is neither a duration (24h, 7d) nor a date (2025-02-10)`, {
-      cause: err,
-    });
+    throw new FraiseqlError(
+      "FQL_USAGE",
+      `${key}: "${value}" is neither a duration (24h, 7d) nor a date (2025-02-10)`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -35,7 +41,9 @@ export async function runDlq(args: string[]): Promise<number> {
     "older-than": { type: "string" },
   });
   if (sub !== "list" && sub !== "show" && sub !== "purge") {
-    throw new FraiseqlError("FQL_USAGE", `unknown dlq command "${sub ?? ""}"`, { hint: "Use: fraiseql dlq list | show ID | purge" });
+    throw new FraiseqlError("FQL_USAGE", `unknown dlq command "${sub ?? ""}"`, {
+      hint: "Use: fraiseql dlq list | show ID | purge",
+    });
   }
   const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
   const app = await openFraiseql(config);

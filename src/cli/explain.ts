@@ -14,7 +14,8 @@ export function explainObserver(config: ResolvedConfig, name: string): string {
     });
   }
   const entity = config.entities.find((e) => e.name === observer.entity);
-  if (!entity) throw new FraiseqlError("FQL_NOT_FOUND", `observer ${name}: no entity named "${observer.entity}"`);
+  if (!entity)
+    throw new FraiseqlError("FQL_NOT_FOUND", `observer ${name}: no entity named "${observer.entity}"`);
   const table = `${quoteIdent(entity.schema)}.${quoteIdent(entity.table)}`;
   const lines = [`-- observer ${observer.name}: ${observer.event} on ${entity.name}`];
   const parts: string[] = [];
@@ -27,7 +28,9 @@ export function explainObserver(config: ResolvedConfig, name: string): string {
     ),
   ];
   if (observer.condition) {
-    const sql = compileCondition(observer.condition, { fields: entity.fields }).toSql({ fields: entity.fields });
+    const sql = compileCondition(observer.condition, { fields: entity.fields }).toSql({
+      fields: entity.fields,
+    });
     lines.push(`-- condition: ${observer.condition}`);
     parts.push(sql.sql);
     exact &&= sql.exact;
@@ -42,7 +45,9 @@ export function explainObserver(config: ResolvedConfig, name: string): string {
   }
   for (const note of notes) lines.push(`-- note: ${note}`);
   if (!exact) {
-    lines.push("-- the parts that compare old and new rows are TRUE below: these are the rows that could match");
+    lines.push(
+      "-- the parts that compare old and new rows are TRUE below: these are the rows that could match",
+    );
   }
   lines.push(`SELECT * FROM ${table}${parts.length ? ` WHERE ${parts.join(" AND ")}` : ""};`);
   return `${lines.join("\n")}\n`;
@@ -52,7 +57,9 @@ export function explainObserver(config: ResolvedConfig, name: string): string {
 export async function runExplain(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs("explain", args, { config: { type: "string" } });
   if (positionals.length !== 1) {
-    throw new FraiseqlError("FQL_USAGE", "explain takes one observer name", { hint: "fraiseql explain OBSERVER" });
+    throw new FraiseqlError("FQL_USAGE", "explain takes one observer name", {
+      hint: "fraiseql explain OBSERVER",
+    });
   }
   const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
   process.stdout.write(explainObserver(config, positionals[0] as string));

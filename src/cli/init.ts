@@ -5,6 +5,9 @@ import { parseCommandArgs } from "./args.js";
 
 export const STARTER_TOML = `# fraiseql configuration. Reference: docs/configuration.md
 
+# Entities and observers can also be declared in TypeScript (see schema.ts).
+include = ["./schema.ts"]
+
 [database]
 # url = "\${DATABASE_URL}"        # a real PostgreSQL; without it the embedded PGlite is used
 data_dir = ".fraiseql/data"
@@ -12,9 +15,6 @@ data_dir = ".fraiseql/data"
 [server]
 host = "127.0.0.1"
 port = 4000
-
-# Entities and observers can also be declared in TypeScript (see schema.ts).
-include = ["./schema.ts"]
 
 [[entities]]
 name = "Order"

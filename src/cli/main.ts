@@ -45,7 +45,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (name === "--version" || name === "-v") {
     const { readFile } = await import("node:fs/promises");
-    const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
     process.stdout.write(`${pkg.version}\n`);
     return 0;
   }
@@ -74,7 +76,9 @@ export function reportError(err: unknown): number {
   }
   const e = err as Error;
   process.stderr.write(`internal error: ${e?.message ?? String(err)}\n`);
-  process.stderr.write(process.env.FRAISEQL_DEBUG ? `${e?.stack}\n` : "(set FRAISEQL_DEBUG=1 for the stack trace)\n");
+  process.stderr.write(
+    process.env.FRAISEQL_DEBUG ? `${e?.stack}\n` : "(set FRAISEQL_DEBUG=1 for the stack trace)\n",
+  );
   return 1;
 }
 

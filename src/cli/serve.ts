@@ -1,10 +1,10 @@
-import { type Fraiseql, openFraiseql, type OpenOptions } from "../app.js";
+import { type Fraiseql, type OpenOptions, openFraiseql } from "../app.js";
 import { loadConfig } from "../config/load.js";
 import type { ResolvedConfig } from "../config/types.js";
-import { buildSchema } from "../graphql/schema.js";
-import { createGraphqlHandler, startHttpServer } from "../graphql/server.js";
 import { introspectTable } from "../entities/ddl.js";
 import { createAuthorizer } from "../graphql/auth.js";
+import { buildSchema } from "../graphql/schema.js";
+import { createGraphqlHandler, startHttpServer } from "../graphql/server.js";
 import { parseCommandArgs } from "./args.js";
 
 /** A started `serve` or `worker`: the pipeline, and the HTTP server when it serves GraphQL. */
@@ -35,7 +35,9 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
     if (options.http !== false) {
       const columns = new Map(
         await Promise.all(
-          config.entities.map(async (e) => [e.name, await introspectTable(app.db, e.schema, e.table)] as const),
+          config.entities.map(
+            async (e) => [e.name, await introspectTable(app.db, e.schema, e.table)] as const,
+          ),
         ),
       );
       const schema = buildSchema(config.entities, {
@@ -111,7 +113,9 @@ export async function runWorker(args: string[]): Promise<number> {
   const { values } = parseCommandArgs("worker", args, COMMON, false);
   const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
   const service = await startService(config, { http: false });
-  process.stderr.write(`fraiseql worker ${service.app.dispatcher.workerId} running (${service.app.db.kind})\n`);
+  process.stderr.write(
+    `fraiseql worker ${service.app.dispatcher.workerId} running (${service.app.db.kind})\n`,
+  );
   return onShutdown(() => service.close());
 }
 
@@ -122,7 +126,9 @@ export async function runMigrate(args: string[]): Promise<number> {
   try {
     const applied = await app.migrate();
     process.stdout.write(
-      applied.length > 0 ? `applied ${applied.join(", ")}\n` : "migrations up to date; triggers and tables checked\n",
+      applied.length > 0
+        ? `applied ${applied.join(", ")}\n`
+        : "migrations up to date; triggers and tables checked\n",
     );
     return 0;
   } finally {

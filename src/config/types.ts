@@ -197,7 +197,11 @@ export interface ResolvedConfig {
     readonly retry: RetryPolicy;
     readonly dispatch: DispatchConfig;
     readonly batching: { readonly enabled: boolean; readonly batchSize: number; readonly timeout: number };
-    readonly rateLimiting: { readonly enabled: boolean; readonly maxPerSecond: number; readonly burst: number };
+    readonly rateLimiting: {
+      readonly enabled: boolean;
+      readonly maxPerSecond: number;
+      readonly burst: number;
+    };
     readonly signing: SigningConfig;
     readonly dlq: DlqConfig;
   };

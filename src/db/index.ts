@@ -1,14 +1,17 @@
 import type { Database } from "./driver.js";
-import { openPglite } from "./pglite.js";
 import { openPostgres } from "./pg.js";
+import { openPglite } from "./pglite.js";
 
 export type { Database, Queryable, QueryResult } from "./driver.js";
 export { migrate } from "./migrate.js";
-export { openPglite } from "./pglite.js";
 export { openPostgres } from "./pg.js";
+export { openPglite } from "./pglite.js";
 
 /** Opens PostgreSQL when `url` is set, else the embedded PGlite persisted in `dataDir`. */
-export function openDatabase(options: { url?: string | undefined; dataDir?: string | undefined }): Promise<Database> {
+export function openDatabase(options: {
+  url?: string | undefined;
+  dataDir?: string | undefined;
+}): Promise<Database> {
   return options.url ? openPostgres(options.url) : openPglite(options.dataDir);
 }
 

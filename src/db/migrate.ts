@@ -61,9 +61,13 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
       try {
         await tx.exec(m.sql.replaceAll("__SCHEMA__", s));
       } catch (err) {
-        throw new FraiseqlError("FQL_MIGRATION_FAILED", `migration ${m.name} failed: ${(err as Error).message}`, {
-          cause: err,
-        });
+        throw new FraiseqlError(
+          "FQL_MIGRATION_FAILED",
+          `migration ${m.name} failed: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
       }
       await tx.query(`INSERT INTO ${s}.migrations (id, name) VALUES ($1, $2)`, [m.id, m.name]);
       applied.push(m.name);

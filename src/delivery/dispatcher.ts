@@ -268,7 +268,8 @@ export class Dispatcher {
         events.map((e) => e.id),
       );
     });
-    if (count > 0 && channels.routed.hasSubscribers) channels.routed.publish({ events: count, deliveries: planned });
+    if (count > 0 && channels.routed.hasSubscribers)
+      channels.routed.publish({ events: count, deliveries: planned });
     return count;
   }
 
@@ -317,7 +318,9 @@ export class Dispatcher {
     let headers: Record<string, string> | undefined;
     let result: HttpResult;
     if (!observer || !action) {
-      result = invalid(`observer ${delivery.observer} action ${delivery.actionIndex} is not configured any more`);
+      result = invalid(
+        `observer ${delivery.observer} action ${delivery.actionIndex} is not configured any more`,
+      );
     } else {
       try {
         request = renderRequest(delivery.event, observer, action);
@@ -344,7 +347,8 @@ export class Dispatcher {
 
   /** Writes every queued outcome in one transaction; concurrent callers share one flush. */
   private flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.settleQueue.length > 0 ? this.flush() : undefined));
+    if (this.flushing)
+      return this.flushing.then(() => (this.settleQueue.length > 0 ? this.flush() : undefined));
     if (this.settleQueue.length === 0) return Promise.resolve();
     const batch = this.settleQueue;
     this.settleQueue = [];
@@ -396,7 +400,9 @@ export class Dispatcher {
             WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'
            RETURNING d.id`,
           [
-            JSON.stringify(done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) }))),
+            JSON.stringify(
+              done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) })),
+            ),
             this.workerId,
           ],
         );
@@ -434,7 +440,8 @@ export class Dispatcher {
       if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
     }
     if (channels.settled.hasSubscribers) {
-      for (const { record } of batch) channels.settled.publish({ delivery: record.delivery, decision: record.decision });
+      for (const { record } of batch)
+        channels.settled.publish({ delivery: record.delivery, decision: record.decision });
     }
   }
 
@@ -471,7 +478,12 @@ export class Dispatcher {
       letters.push(this.deadLetter(record.delivery, record, failedAt));
     }
     if (ownedIds.size > 0) {
-      const { rows: cascaded } = await tx.query<{ id: string; event_id: string; observer: string; action_index: number }>(
+      const { rows: cascaded } = await tx.query<{
+        id: string;
+        event_id: string;
+        observer: string;
+        action_index: number;
+      }>(
         `WITH RECURSIVE chain AS (
            SELECT id FROM ${this.t.deliveries} WHERE status = 'waiting' AND depends_on = ANY($1::uuid[])
            UNION
@@ -500,7 +512,11 @@ export class Dispatcher {
     await this.dlq.write(letters, tx);
   }
 
-  private deadLetter(delivery: ClaimedDelivery, record: AttemptRecord | undefined, failedAt: string): DeadLetter {
+  private deadLetter(
+    delivery: ClaimedDelivery,
+    record: AttemptRecord | undefined,
+    failedAt: string,
+  ): DeadLetter {
     let request = record?.request;
     if (!request) {
       const observer = this.registry.byName.get(delivery.observer);
@@ -541,14 +557,11 @@ export class Dispatcher {
     if (at >= this.retryTimerAt) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimerAt = at;
-    this.retryTimer = setTimeout(
-      () => {
-        this.retryTimerAt = Number.POSITIVE_INFINITY;
-        this.retryTimer = undefined;
-        this.wake();
-      },
-      Math.max(0, delayMs) + 2,
-    );
+    this.retryTimer = setTimeout(() => {
+      this.retryTimerAt = Number.POSITIVE_INFINITY;
+      this.retryTimer = undefined;
+      this.wake();
+    }, Math.max(0, delayMs) + 2);
     this.retryTimer.unref();
   }
 }

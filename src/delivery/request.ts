@@ -1,7 +1,7 @@
 import type { CapturedEvent } from "../capture/outbox.js";
 import type { SigningConfig } from "../config/types.js";
-import type { TemplateContext } from "../observers/template.js";
 import type { RuntimeAction, RuntimeObserver } from "../observers/runtime.js";
+import type { TemplateContext } from "../observers/template.js";
 import { encryptBody } from "./encryption.js";
 import { signatureHeaders } from "./signing.js";
 
@@ -55,7 +55,11 @@ const CRLF = /[\r\n]/;
  * Renders url, headers and body of a delivery. Throws {@link InvalidRequest} when the result
  * must never be sent (a header value with CR/LF, a URL that is not http(s)).
  */
-export function renderRequest(event: CapturedEvent, observer: RuntimeObserver, action: RuntimeAction): RenderedRequest {
+export function renderRequest(
+  event: CapturedEvent,
+  observer: RuntimeObserver,
+  action: RuntimeAction,
+): RenderedRequest {
   const ctx = templateContext(event, observer.model.name);
   const url = action.url.render(ctx);
   let parsed: URL;
@@ -73,7 +77,8 @@ export function renderRequest(event: CapturedEvent, observer: RuntimeObserver, a
     if (CRLF.test(value)) throw new InvalidRequest(`header ${name} would contain CR or LF after rendering`);
     headers[name] = value;
   }
-  const payload = action.body === undefined ? eventEnvelope(event, observer.model.name) : action.body.render(ctx);
+  const payload =
+    action.body === undefined ? eventEnvelope(event, observer.model.name) : action.body.render(ctx);
   const enc = action.model.encryption;
   const sent = enc?.enabled ? encryptBody(payload, enc.key, enc.fields) : payload;
   return { url, method: action.model.method, headers, payload, body: JSON.stringify(sent) };

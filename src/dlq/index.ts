@@ -4,8 +4,8 @@ import { FraiseqlError } from "../errors.js";
 import { postgresDlq } from "./postgres.js";
 import type { DlqBackend } from "./types.js";
 
-export type { DeadLetter, DlqBackend, DlqListFilter } from "./types.js";
 export { postgresDlq } from "./postgres.js";
+export type { DeadLetter, DlqBackend, DlqListFilter } from "./types.js";
 
 /** Opens the backend chosen by `[webhooks.dlq] backend`. */
 export function openDlq(db: Database, config: DlqConfig): DlqBackend {

@@ -112,11 +112,15 @@ export function postgresDlq(db: Database, config: Pick<DlqConfig, "table" | "sch
       return rows.map(fromRow);
     },
     async get(id) {
-      const { rows } = await db.query<DlqRow>(`SELECT ${COLUMNS.join(", ")} FROM ${table} WHERE id = $1`, [id]);
+      const { rows } = await db.query<DlqRow>(`SELECT ${COLUMNS.join(", ")} FROM ${table} WHERE id = $1`, [
+        id,
+      ]);
       return rows[0] ? fromRow(rows[0]) : undefined;
     },
     async purge(before) {
-      const { rowCount } = await db.query(`DELETE FROM ${table} WHERE failed_at < $1`, [before.toISOString()]);
+      const { rowCount } = await db.query(`DELETE FROM ${table} WHERE failed_at < $1`, [
+        before.toISOString(),
+      ]);
       return rowCount;
     },
     async sizes() {

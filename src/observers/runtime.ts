@@ -46,7 +46,8 @@ export function compileObservers(config: ResolvedConfig): ObserverRegistry {
       condition: model.condition === undefined ? undefined : compileCondition(model.condition, { fields }),
       actions: model.actions.map((action) => ({
         model: action,
-        condition: action.condition === undefined ? undefined : compileCondition(action.condition, { fields }),
+        condition:
+          action.condition === undefined ? undefined : compileCondition(action.condition, { fields }),
         url: compileStringTemplate(action.url, { fields, encode: "uri-component" }),
         headers: Object.entries(action.headers).map(
           ([name, value]) => [name, compileStringTemplate(value, { fields, encode: "none" })] as const,

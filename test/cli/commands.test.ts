@@ -73,7 +73,7 @@ describe("command line", () => {
     const cases: [string, RegExp][] = [
       [`[webhooks]\ntimout = "30s"\n`, /timout.*(did you mean|timeout)/s],
       [`[webhooks.retry]\ninitial_delay = "100 parsecs"\n`, /webhooks\.retry\.initial_delay/],
-      [ORDER_TOML.replace("is_priority\"", "is_prority\""), /is_prority[\s\S]*is_priority/],
+      [ORDER_TOML.replace('is_priority"', 'is_prority"'), /is_prority[\s\S]*is_priority/],
     ];
     for (const [i, [text, pattern]] of cases.entries()) {
       const path = await write(`bad${i}.toml`, text);
@@ -94,10 +94,14 @@ describe("command line", () => {
 
   it("explain prints SQL for an observer's condition", async () => {
     const path = await write("explain.toml", ORDER_TOML);
-    const r = runCli(["explain", "notify_shipping_update", "--config", path], { env: { WEBHOOK_SECRET: "s3cret-value" } });
+    const r = runCli(["explain", "notify_shipping_update", "--config", path], {
+      env: { WEBHOOK_SECRET: "s3cret-value" },
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^SELECT \* FROM "public"\."orders" WHERE .+;$/m);
-    const unknown = runCli(["explain", "nobody", "--config", path], { env: { WEBHOOK_SECRET: "s3cret-value" } });
+    const unknown = runCli(["explain", "nobody", "--config", path], {
+      env: { WEBHOOK_SECRET: "s3cret-value" },
+    });
     assert.equal(unknown.status, 1);
     assert.match(unknown.stderr, /notify_shipping_update/);
   });

@@ -1,6 +1,6 @@
+import { type Service, startService } from "../../src/cli/serve.js";
 import { parseConfig } from "../../src/config/load.js";
 import type { ResolvedConfig } from "../../src/config/types.js";
-import { type Service, startService } from "../../src/cli/serve.js";
 import type { Database } from "../../src/db/driver.js";
 
 /** Resolves a TOML text the way `fraiseql` does at startup, with the given environment. */
@@ -24,7 +24,11 @@ export async function startTestService(
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = "condition"): Promise<void> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = "condition",
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);

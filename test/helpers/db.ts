@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { Database } from "../../src/db/driver.js";
-import { openPglite } from "../../src/db/pglite.js";
 import { openPostgres } from "../../src/db/pg.js";
+import { openPglite } from "../../src/db/pglite.js";
 
 /** The URL of the real PostgreSQL the suite must use, when set (CI always sets it). */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || undefined;

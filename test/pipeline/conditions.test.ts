@@ -33,7 +33,9 @@ poll_interval = "20ms"
 `;
 
 const psqlMissing =
-  !process.env.TEST_DATABASE_URL || spawnSync("psql", ["--version"]).status !== 0 ? "needs psql and TEST_DATABASE_URL" : false;
+  !process.env.TEST_DATABASE_URL || spawnSync("psql", ["--version"]).status !== 0
+    ? "needs psql and TEST_DATABASE_URL"
+    : false;
 
 describe("seed pattern: status.changed() && status == 'shipped'", () => {
   let db: TestDatabase;
@@ -101,9 +103,19 @@ describe("seed pattern: status.changed() && status == 'shipped'", () => {
   });
 
   it("a write from the psql client is observed like any other", { skip: psqlMissing }, async () => {
-    const r = spawnSync("psql", [db.url as string, "-v", "ON_ERROR_STOP=1", "-c", `UPDATE orders SET status = 'shipped' WHERE id = ${id}`], {
-      encoding: "utf8",
-    });
+    const r = spawnSync(
+      "psql",
+      [
+        db.url as string,
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        `UPDATE orders SET status = 'shipped' WHERE id = ${id}`,
+      ],
+      {
+        encoding: "utf8",
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     await mock.waitForCalls(2, 10_000);
     await settle();

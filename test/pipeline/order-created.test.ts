@@ -50,7 +50,11 @@ describe("seed pattern: order created -> signed webhook", () => {
   before(async () => {
     db = await openTestDatabase();
     mock = await MockWebhookServer.start({ secret: SECRET });
-    service = await startTestService(db, TOML, { RECEIVER: mock.url, WEBHOOK_API_KEY: API_KEY, WEBHOOK_SECRET: SECRET });
+    service = await startTestService(db, TOML, {
+      RECEIVER: mock.url,
+      WEBHOOK_API_KEY: API_KEY,
+      WEBHOOK_SECRET: SECRET,
+    });
   });
   after(async () => {
     await service?.close();
@@ -73,7 +77,13 @@ describe("seed pattern: order created -> signed webhook", () => {
     assert.equal(call.path, "/notifications");
     assert.equal(call.headers.authorization, `Bearer ${API_KEY}`);
     assert.equal(call.headers["content-type"], "application/json");
-    assert.deepEqual(Object.keys(call.json).sort(), ["customer_email", "event", "order_id", "timestamp", "total"]);
+    assert.deepEqual(Object.keys(call.json).sort(), [
+      "customer_email",
+      "event",
+      "order_id",
+      "timestamp",
+      "total",
+    ]);
     assert.equal(call.json.event, "order.created");
     assert.equal(String(call.json.order_id), id);
     assert.equal(call.json.customer_email, "user@example.com");
@@ -87,7 +97,9 @@ describe("seed pattern: order created -> signed webhook", () => {
     assert.match(String(call.headers["x-fraiseql-timestamp"]), /^\d{10}$/);
   });
 
-  it("the receiver code in FraiseQL's documentation verifies the signature unchanged", { skip: python3Missing }, () => {
+  it("the receiver code in FraiseQL's documentation verifies the signature unchanged", {
+    skip: python3Missing,
+  }, () => {
     const call = mock.calls[0]!;
     const signature = String(call.headers["x-fraiseql-signature"]);
     const timestamp = String(call.headers["x-fraiseql-timestamp"]);

@@ -64,7 +64,10 @@ describe("retries and the dead letter queue", () => {
   });
 
   async function pay(amount: number): Promise<string> {
-    const { rows } = await db.query<{ id: string }>("INSERT INTO payments (amount) VALUES ($1) RETURNING id", [amount]);
+    const { rows } = await db.query<{ id: string }>(
+      "INSERT INTO payments (amount) VALUES ($1) RETURNING id",
+      [amount],
+    );
     return rows[0]!.id;
   }
 
