@@ -39,10 +39,11 @@ export function hasEnvReference(text: string): boolean {
 /**
  * Replaces every `${NAME}` and `${file:PATH}` in `text` and unescapes `$${`.
  * @param key the dotted config key the text belongs to, named in errors.
+ * @param escapeTemplates escape `{{` in substituted values, for strings that are `{{ }}` templates.
  * @throws FraiseqlError FQL_ENV_MISSING for an unset variable or unreadable file;
  *   FQL_CONFIG_INVALID for a malformed reference.
  */
-export function expandEnv(text: string, ctx: EnvContext, key?: string): string {
+export function expandEnv(text: string, ctx: EnvContext, key?: string, escapeTemplates = false): string {
   if (!text.includes("${")) return text;
   const where = key === undefined ? {} : { key };
   return text.replace(REFERENCE, (whole, escaped: string, inner: string) => {
@@ -57,7 +58,7 @@ export function expandEnv(text: string, ctx: EnvContext, key?: string): string {
       ? readSecretFile(inner.slice(5), ctx, where)
       : readVariable(inner, ctx, where);
     if (value !== "") ctx.secrets.add(value);
-    return value;
+    return escapeTemplates ? value.replaceAll("{{", "\\{{") : value;
   });
 }
 

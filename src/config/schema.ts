@@ -100,7 +100,7 @@ class Ctx {
   }
 
   expand(text: string, path: Path): string {
-    return this.at(path, () => expandEnv(text, this.env, formatPath(path)));
+    return this.at(path, () => expandEnv(text, this.env, formatPath(path), isTemplatePath(path)));
   }
 
   secret(value: string | undefined): void {
@@ -1129,4 +1129,16 @@ export function deepFreeze<T>(value: T): T {
     return value;
   for (const v of Object.values(value)) deepFreeze(v);
   return Object.freeze(value);
+}
+
+/**
+ * Whether a config string is a `{{ }}` template (an action's url, a header, a body value): a
+ * value substituted from the environment there must stay literal text, never become template
+ * syntax (a secret holding "{{" would otherwise be parsed, and shown in the parse error).
+ */
+function isTemplatePath(path: Path): boolean {
+  const i = path.findIndex((seg) => seg === "actions");
+  if (i < 0) return false;
+  const key = path[i + 2];
+  return key === "url" || key === "headers" || key === "body";
 }
