@@ -17,30 +17,130 @@ export interface ErrorCodeInfo {
 }
 
 export const ERROR_CODES = {
-  FQL_CONFIG_SYNTAX: { title: "The config file is not valid TOML", retryable: false, user: true, httpStatus: 500 },
-  FQL_CONFIG_INVALID: { title: "A config key is unknown, missing or has a bad value", retryable: false, user: true, httpStatus: 500 },
-  FQL_CONFIG_NOT_FOUND: { title: "The config file does not exist", retryable: false, user: true, httpStatus: 500 },
-  FQL_ENV_MISSING: { title: "A ${NAME} reference names an unset environment variable", retryable: false, user: true, httpStatus: 500 },
-  FQL_CONDITION_SYNTAX: { title: "A condition cannot be parsed", retryable: false, user: true, httpStatus: 400 },
-  FQL_CONDITION_UNKNOWN_FIELD: { title: "A condition names a field the entity does not declare", retryable: false, user: true, httpStatus: 400 },
-  FQL_CONDITION_TYPE: { title: "A condition misuses a value's type", retryable: false, user: true, httpStatus: 400 },
-  FQL_CONDITION_LIMIT: { title: "A condition is too long or nested too deeply", retryable: false, user: true, httpStatus: 400 },
-  FQL_TEMPLATE_SYNTAX: { title: "A {{ }} template cannot be parsed", retryable: false, user: true, httpStatus: 400 },
-  FQL_TEMPLATE_UNKNOWN_FIELD: { title: "A template names a field the entity does not declare", retryable: false, user: true, httpStatus: 400 },
+  FQL_CONFIG_SYNTAX: {
+    title: "The config file is not valid TOML",
+    retryable: false,
+    user: true,
+    httpStatus: 500,
+  },
+  FQL_CONFIG_INVALID: {
+    title: "A config key is unknown, missing or has a bad value",
+    retryable: false,
+    user: true,
+    httpStatus: 500,
+  },
+  FQL_CONFIG_NOT_FOUND: {
+    title: "The config file does not exist",
+    retryable: false,
+    user: true,
+    httpStatus: 500,
+  },
+  FQL_ENV_MISSING: {
+    title: "A ${NAME} reference names an unset environment variable",
+    retryable: false,
+    user: true,
+    httpStatus: 500,
+  },
+  FQL_CONDITION_SYNTAX: {
+    title: "A condition cannot be parsed",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
+  FQL_CONDITION_UNKNOWN_FIELD: {
+    title: "A condition names a field the entity does not declare",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
+  FQL_CONDITION_TYPE: {
+    title: "A condition misuses a value's type",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
+  FQL_CONDITION_LIMIT: {
+    title: "A condition is too long or nested too deeply",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
+  FQL_TEMPLATE_SYNTAX: {
+    title: "A {{ }} template cannot be parsed",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
+  FQL_TEMPLATE_UNKNOWN_FIELD: {
+    title: "A template names a field the entity does not declare",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
   FQL_USAGE: { title: "The command line is not understood", retryable: false, user: true, httpStatus: 400 },
-  FQL_NOT_FOUND: { title: "The named observer, entity or record does not exist", retryable: false, user: true, httpStatus: 404 },
+  FQL_NOT_FOUND: {
+    title: "The named observer, entity or record does not exist",
+    retryable: false,
+    user: true,
+    httpStatus: 404,
+  },
   FQL_DB_CONNECT: { title: "The database cannot be reached", retryable: true, user: true, httpStatus: 503 },
   FQL_DB_QUERY: { title: "A database statement failed", retryable: false, user: false, httpStatus: 500 },
-  FQL_MIGRATION_FAILED: { title: "A migration failed and was rolled back", retryable: false, user: true, httpStatus: 500 },
-  FQL_DELIVERY_HTTP_STATUS: { title: "The receiver answered with a non-2xx status", retryable: true, user: false, httpStatus: 502 },
-  FQL_DELIVERY_TIMEOUT: { title: "The receiver did not answer within the timeout", retryable: true, user: false, httpStatus: 504 },
-  FQL_DELIVERY_CONNECTION: { title: "The receiver could not be connected to", retryable: true, user: false, httpStatus: 502 },
-  FQL_DELIVERY_INVALID_REQUEST: { title: "The rendered request is invalid and was never sent", retryable: false, user: false, httpStatus: 500 },
-  FQL_DLQ_WRITE: { title: "A dead letter could not be written; the delivery stays queued", retryable: true, user: false, httpStatus: 503 },
+  FQL_MIGRATION_FAILED: {
+    title: "A migration failed and was rolled back",
+    retryable: false,
+    user: true,
+    httpStatus: 500,
+  },
+  FQL_DELIVERY_HTTP_STATUS: {
+    title: "The receiver answered with a non-2xx status",
+    retryable: true,
+    user: false,
+    httpStatus: 502,
+  },
+  FQL_DELIVERY_TIMEOUT: {
+    title: "The receiver did not answer within the timeout",
+    retryable: true,
+    user: false,
+    httpStatus: 504,
+  },
+  FQL_DELIVERY_CONNECTION: {
+    title: "The receiver could not be connected to",
+    retryable: true,
+    user: false,
+    httpStatus: 502,
+  },
+  FQL_DELIVERY_INVALID_REQUEST: {
+    title: "The rendered request is invalid and was never sent",
+    retryable: false,
+    user: false,
+    httpStatus: 500,
+  },
+  FQL_DLQ_WRITE: {
+    title: "A dead letter could not be written; the delivery stays queued",
+    retryable: true,
+    user: false,
+    httpStatus: 503,
+  },
   FQL_GRAPHQL_INPUT: { title: "A GraphQL request is invalid", retryable: false, user: true, httpStatus: 400 },
-  FQL_UNAUTHORIZED: { title: "A request to the API has missing or invalid credentials", retryable: false, user: true, httpStatus: 401 },
-  FQL_SIGNATURE_INVALID: { title: "A webhook signature does not verify", retryable: false, user: true, httpStatus: 401 },
-  FQL_DECRYPT_FAILED: { title: "An encrypted payload cannot be decrypted", retryable: false, user: true, httpStatus: 400 },
+  FQL_UNAUTHORIZED: {
+    title: "A request to the API has missing or invalid credentials",
+    retryable: false,
+    user: true,
+    httpStatus: 401,
+  },
+  FQL_SIGNATURE_INVALID: {
+    title: "A webhook signature does not verify",
+    retryable: false,
+    user: true,
+    httpStatus: 401,
+  },
+  FQL_DECRYPT_FAILED: {
+    title: "An encrypted payload cannot be decrypted",
+    retryable: false,
+    user: true,
+    httpStatus: 400,
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -99,12 +199,14 @@ export class FraiseqlError extends Error {
     const { file, key, line, column, expression, position } = this.location;
     let where = "";
     if (file !== undefined) where += file;
-    if (line !== undefined) where += `${where ? ":" : "line "}${line}${column !== undefined ? `:${column}` : ""}`;
+    if (line !== undefined)
+      where += `${where ? ":" : "line "}${line}${column !== undefined ? `:${column}` : ""}`;
     const head = [where, key].filter((s) => s !== undefined && s !== "").join(": ");
     let text = `${head ? `${head}: ` : ""}${this.message}`;
     if (expression !== undefined) {
       text += `\n  ${expression}`;
-      if (position !== undefined) text += `\n  ${" ".repeat(Math.max(0, Math.min(position, expression.length)))}^`;
+      if (position !== undefined)
+        text += `\n  ${" ".repeat(Math.max(0, Math.min(position, expression.length)))}^`;
     }
     if (this.hint) text += `\n${this.hint}`;
     return `${text}\n[${this.code}]`;

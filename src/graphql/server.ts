@@ -132,7 +132,9 @@ export function createGraphqlHandler(
         sendJson(
           res,
           401,
-          { errors: [{ message: "missing or invalid credentials", extensions: { code: "FQL_UNAUTHORIZED" } }] },
+          {
+            errors: [{ message: "missing or invalid credentials", extensions: { code: "FQL_UNAUTHORIZED" } }],
+          },
           { "www-authenticate": 'Bearer realm="fraiseql"' },
         );
         return;
