@@ -1,6 +1,7 @@
 import { openFraiseql } from "../app.js";
 import { loadConfig } from "../config/load.js";
 import { parseDuration } from "../config/units.js";
+import { replayDlq } from "../dlq/replay.js";
 import type { DeadLetter } from "../dlq/types.js";
 import { FraiseqlError } from "../errors.js";
 import { parseCommandArgs } from "./args.js";
@@ -29,7 +30,36 @@ function sinceArg(value: string | undefined, key: string): Date | undefined {
   }
 }
 
-/** `fraiseql dlq list|show|purge` */
+function durationArg(value: string, key: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new FraiseqlError("FQL_USAGE", `${key}: "${value}" is not a duration (30s, 5m)`, { cause: err });
+  }
+}
+
+/** A progress bar on a terminal (stderr), plain lines otherwise. */
+function progressReporter(): { update: (done: number, total: number) => void; finish: () => void } {
+  const tty = process.stderr.isTTY === true;
+  let last = "";
+  return {
+    update(done, total) {
+      if (tty) {
+        const width = 30;
+        const filled = total === 0 ? width : Math.round((done / total) * width);
+        last = `\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${total}`;
+        process.stderr.write(last);
+      } else {
+        process.stderr.write(`replayed ${done}/${total}\n`);
+      }
+    },
+    finish() {
+      if (tty && last) process.stderr.write("\n");
+    },
+  };
+}
+
+/** `fraiseql dlq list|show|replay|purge` */
 export async function runDlq(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const { values, positionals } = parseCommandArgs(`dlq ${sub ?? ""}`.trim(), rest, {
@@ -39,12 +69,23 @@ export async function runDlq(args: string[]): Promise<number> {
     observer: { type: "string" },
     limit: { type: "string" },
     "older-than": { type: "string" },
+    "failed-after": { type: "string" },
+    entity: { type: "string" },
+    reason: { type: "string" },
+    status: { type: "string" },
+    delay: { type: "string" },
   });
-  if (sub !== "list" && sub !== "show" && sub !== "purge") {
+  if (sub !== "list" && sub !== "show" && sub !== "purge" && sub !== "replay") {
     throw new FraiseqlError("FQL_USAGE", `unknown dlq command "${sub ?? ""}"`, {
-      hint: "Use: fraiseql dlq list | show ID | purge",
+      hint: "Use: fraiseql dlq list | show ID | replay ID... | replay --failed-after DATE | purge",
     });
   }
+  if (sub === "replay" && positionals.length === 0 && values["failed-after"] === undefined) {
+    throw new FraiseqlError("FQL_USAGE", "dlq replay needs entry ids or --failed-after DATE", {
+      hint: "fraiseql dlq replay ID... [--delay 30s]  or  fraiseql dlq replay --failed-after 2025-02-10 [--observer NAME]",
+    });
+  }
+  const delay = values.delay === undefined ? 0 : durationArg(values.delay, "--delay");
   const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
   const app = await openFraiseql(config);
   try {
@@ -76,6 +117,32 @@ export async function runDlq(args: string[]): Promise<number> {
               .map(([k, v]) => `${k}: ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}`)
               .join("\n")}\n`,
       );
+      return 0;
+    }
+    if (sub === "replay") {
+      const failedAfter = sinceArg(values["failed-after"], "--failed-after");
+      const progress = progressReporter();
+      const result = await replayDlq(
+        { db: app.db, dlq: app.dlq, schema: config.database.schema },
+        {
+          ...(positionals.length > 0 ? { ids: positionals } : {}),
+          ...(failedAfter ? { failedAfter } : {}),
+          filter: {
+            ...(values.observer ? { observer: values.observer } : {}),
+            ...(values.entity ? { entity: values.entity } : {}),
+            ...(values.reason ? { reason: values.reason } : {}),
+            ...(values.status ? { status: Number(values.status) } : {}),
+          },
+          delay,
+          onProgress: progress.update,
+        },
+      );
+      progress.finish();
+      process.stdout.write(
+        `replayed ${result.replayed} of ${result.selected} dead letters${delay ? ` (sent after ${values.delay})` : ""}` +
+          `${result.skipped.length ? `; skipped ${result.skipped.length}` : ""}\n`,
+      );
+      for (const s of result.skipped) process.stdout.write(`  skipped ${s.id}: ${s.reason}\n`);
       return 0;
     }
     const olderThan = sinceArg(values["older-than"], "--older-than") ?? new Date();

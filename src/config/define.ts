@@ -118,6 +118,8 @@ export interface ObserverInput {
   condition?: string;
   /** (Default: "sequential") */
   execution?: "sequential" | "parallel";
+  /** `per_key`: deliveries for one row are sent one at a time, in commit order. (Default: "none") */
+  ordering?: "none" | "per_key";
   /** Overrides of `[webhooks.retry]`. (Default: none) */
   retry?: RetryInput;
   /** At least one. */
@@ -132,6 +134,8 @@ export interface DatabaseInput {
   data_dir?: string;
   /** Schema of the internal tables. (Default: "fraiseql") */
   schema?: string;
+  /** How long processed events, finished deliveries and their history are kept. (Default: "7d") */
+  retention?: Duration;
 }
 
 /** `[server]` */

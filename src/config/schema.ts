@@ -415,6 +415,7 @@ const readDatabase = table({
   ),
   data_dir: dflt(nonEmpty, ".fraiseql/data"),
   schema: dflt(sqlIdentifier, "fraiseql"),
+  retention: dflt(duration, 7 * 24 * 3600 * 1000),
 });
 
 const readAuth = table({
@@ -514,7 +515,12 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
 
   const db = readDatabase(top.database, ["database"], ctx);
   if (db.url !== undefined) secretOfUrl(db.url, ctx);
-  const database = { url: db.url === "" ? undefined : db.url, dataDir: db.dataDir, schema: db.schema };
+  const database = {
+    url: db.url === "" ? undefined : db.url,
+    dataDir: db.dataDir,
+    schema: db.schema,
+    retention: db.retention,
+  };
   const server = readServer(top.server, ["server"], ctx);
   const webhooks = readWebhooks(top.webhooks, ["webhooks"], ctx);
   checkRetry(webhooks.retry, ["webhooks", "retry"], ctx, "");
@@ -804,7 +810,7 @@ export function defaultTableName(name: string): string {
 // ---------------------------------------------------------------------------------------------
 // Observers and actions.
 
-const OBSERVER_KEYS = ["name", "entity", "event", "condition", "execution", "retry", "actions"];
+const OBSERVER_KEYS = ["name", "entity", "event", "condition", "execution", "ordering", "retry", "actions"];
 const ACTION_KEYS = [
   "type",
   "url",
@@ -821,6 +827,7 @@ const ENVELOPE_KEYS = ["id", "observer", "entity", "event", "timestamp", "data",
 
 const readEvent = oneOf<EventKind>(["INSERT", "UPDATE", "DELETE"], true);
 const readExecution = oneOf(["sequential", "parallel"] as const);
+const readOrdering = oneOf(["none", "per_key"] as const);
 const readMethod = oneOf(METHODS, true);
 
 interface WebhookDefaults {
@@ -889,6 +896,8 @@ function readObserver(
     record.execution === undefined
       ? "sequential"
       : readExecution(record.execution, [...path, "execution"], ctx);
+  const ordering =
+    record.ordering === undefined ? "none" : readOrdering(record.ordering, [...path, "ordering"], ctx);
 
   let retry = defaults.retry;
   if (record.retry !== undefined) {
@@ -916,7 +925,7 @@ function readObserver(
     );
   }
   const actions = actionsValue.map((a, i) => readAction(a, i, [...actionsPath, i], fields, defaults, ctx));
-  return { name, entity: entity.name, event, condition, execution, retry, actions };
+  return { name, entity: entity.name, event, condition, execution, ordering, retry, actions };
 }
 
 function readCondition(

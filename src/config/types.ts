@@ -99,6 +99,11 @@ export interface ObserverModel {
   readonly condition: string | undefined;
   /** (Default: "sequential") */
   readonly execution: "sequential" | "parallel";
+  /**
+   * `per_key`: this observer's deliveries for one row are sent one at a time in commit order
+   * (a failing row holds back only its own later events). (Default: "none")
+   */
+  readonly ordering: "none" | "per_key";
   /** [webhooks.retry] merged with this observer's [observers.retry]. */
   readonly retry: RetryPolicy;
   readonly actions: readonly WebhookAction[];
@@ -173,6 +178,8 @@ export interface ResolvedConfig {
     readonly dataDir: string;
     /** Schema of the internal tables. (Default: "fraiseql") */
     readonly schema: string;
+    /** How long processed events and finished deliveries are kept, ms. (Default: 7 days) */
+    readonly retention: number;
   };
   readonly server: {
     /** (Default: "127.0.0.1") */

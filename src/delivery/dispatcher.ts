@@ -10,7 +10,11 @@ import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../
 import { createRedactor, type Redactor } from "../redact.js";
 import { createUndiciSender, type HttpResult, type HttpSender } from "./http.js";
 import { attemptHeaders, InvalidRequest, type RenderedRequest, renderRequest } from "./request.js";
+import { pruneOnce } from "./retention.js";
 import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js";
+
+/** How often a process sweeps held dead letters, prunes old rows and enforces DLQ limits, ms. */
+const MAINTENANCE_INTERVAL = 5_000;
 
 /**
  * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
@@ -33,8 +37,10 @@ export interface ClaimedDelivery {
   readonly eventId: string;
   readonly observer: string;
   readonly actionIndex: number;
-  /** This attempt's number, 1-based. */
+  /** This attempt's number, 1-based, counted over the delivery's whole life (replays included). */
   readonly attempt: number;
+  /** Attempts made before the last replay; `max_attempts` counts from here. */
+  readonly attemptBase: number;
   readonly event: CapturedEvent;
 }
 
@@ -84,6 +90,7 @@ interface ClaimRow {
   observer: string;
   action_index: number;
   attempts: number;
+  attempt_base: number;
   entity: string;
   op: "INSERT" | "UPDATE" | "DELETE";
   old_row: Record<string, unknown> | null;
@@ -113,6 +120,9 @@ export class Dispatcher {
   private readonly routeBatch: number;
   private readonly concurrency: number;
   private readonly leaseMs: number;
+  /** The PostgreSQL DLQ lives in this database and is written in the settling transaction. */
+  private readonly dlqInDatabase: boolean;
+  private lastMaintenance = 0;
 
   private running = false;
   private stopping = false;
@@ -143,6 +153,7 @@ export class Dispatcher {
     const dispatch = options.config.webhooks.dispatch;
     this.concurrency = Math.max(1, Math.min(dispatch.concurrency, dispatch.maxQueueSize));
     this.leaseMs = dispatch.lease;
+    this.dlqInDatabase = options.dlq.name === "postgresql";
   }
 
   /** Starts the loop; returns at once. */
@@ -212,6 +223,10 @@ export class Dispatcher {
           this.lastReclaim = now;
           await this.reclaimExpired();
         }
+        if (now - this.lastMaintenance > MAINTENANCE_INTERVAL) {
+          this.lastMaintenance = now;
+          await this.maintain();
+        }
         const routed = await this.route();
         const free = this.concurrency - this.inflight.size;
         const claimed = free > 0 ? await this.claim(Math.min(free, 256)) : 0;
@@ -228,6 +243,19 @@ export class Dispatcher {
         // unrouted events and unclaimed deliveries stay in their tables.
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)), this.wakeSignal);
       }
+    }
+  }
+
+  /** Periodic housekeeping; a failure is reported and retried at the next interval. */
+  private async maintain(): Promise<void> {
+    try {
+      await this.sweepHeldLetters();
+      const dlqRetention = this.config.webhooks.dlq.retention;
+      const retention = this.config.database.retention;
+      await pruneOnce(this.db, this.t, retention, Math.max(retention, dlqRetention));
+      if (this.config.webhooks.dlq.enabled) await this.dlq.enforceLimits();
+    } catch (error) {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
   }
 
@@ -277,17 +305,21 @@ export class Dispatcher {
   private async claim(limit: number): Promise<number> {
     const { rows } = await this.db.query<ClaimRow>(
       `WITH due AS (
-         SELECT id FROM ${this.t.deliveries}
-          WHERE status = 'pending' AND run_at <= now()
-          ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
+         SELECT d.id FROM ${this.t.deliveries} d
+          WHERE d.status = 'pending' AND d.run_at <= now()
+            AND (d.ordering_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM ${this.t.deliveries} p
+                   WHERE p.ordering_key = d.ordering_key AND p.event_id < d.event_id
+                     AND p.status IN ('pending', 'running', 'waiting')))
+          ORDER BY d.run_at LIMIT $2 FOR UPDATE SKIP LOCKED
        ), claimed AS (
          UPDATE ${this.t.deliveries} d
             SET status = 'running', attempts = d.attempts + 1, locked_by = $1,
                 locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
            FROM due WHERE d.id = due.id
-         RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts
+         RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base
        )
-       SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts,
+       SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base,
               e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
@@ -299,6 +331,7 @@ export class Dispatcher {
         observer: row.observer,
         actionIndex: row.action_index,
         attempt: row.attempts,
+        attemptBase: row.attempt_base,
         event: toCapturedEvent({ ...row, id: row.event_id }),
       };
       const p = this.attempt(delivery).finally(() => {
@@ -338,7 +371,12 @@ export class Dispatcher {
       }
     }
     const policy = observer?.model.retry ?? this.config.webhooks.retry;
-    const decision = decideRetry(policy, delivery.attempt, result.outcome, this.random);
+    const decision = decideRetry(
+      policy,
+      delivery.attempt - delivery.attemptBase,
+      result.outcome,
+      this.random,
+    );
     const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt };
     if (channels.attempt.hasSubscribers) channels.attempt.publish(record);
     this.settleQueue.push({ record });
@@ -369,6 +407,8 @@ export class Dispatcher {
     const retry = batch.filter((s) => s.record.decision.action === "retry");
     const dead = batch.filter((s) => s.record.decision.action === "dead");
     const redact = this.redactor;
+    const resolveAfterCommit: string[] = [];
+    let lettersAfterCommit: DeadLetter[] = [];
     await this.db.transaction(async (tx) => {
       await tx.query(
         `INSERT INTO ${this.t.attempts} (delivery_id, attempt, started_at, duration_ms, status, outcome, error, response_excerpt)
@@ -392,13 +432,13 @@ export class Dispatcher {
         ],
       );
       if (done.length > 0) {
-        const { rows } = await tx.query<{ id: string }>(
+        const { rows } = await tx.query<{ id: string; replayed: boolean }>(
           `UPDATE ${this.t.deliveries} d
               SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
                   locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
              FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status int)
             WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'
-           RETURNING d.id`,
+           RETURNING d.id, d.replayed_at IS NOT NULL AS replayed`,
           [
             JSON.stringify(
               done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) })),
@@ -406,6 +446,12 @@ export class Dispatcher {
             this.workerId,
           ],
         );
+        // A replayed delivery that got through leaves the DLQ.
+        const replayed = rows.filter((r) => r.replayed).map((r) => r.id);
+        if (replayed.length > 0) {
+          if (this.dlqInDatabase) await this.dlq.resolve(replayed, tx);
+          else resolveAfterCommit.push(...replayed);
+        }
         if (rows.length > 0) {
           await tx.query(
             `UPDATE ${this.t.deliveries} SET status = 'pending', run_at = now(), updated_at = now()
@@ -434,8 +480,14 @@ export class Dispatcher {
           ],
         );
       }
-      if (dead.length > 0) await this.settleDead(tx, dead);
+      if (dead.length > 0) lettersAfterCommit = await this.settleDead(tx, dead);
     });
+    if (resolveAfterCommit.length > 0) {
+      await this.dlq.resolve(resolveAfterCommit).catch((error) => {
+        if (channels.error.hasSubscribers) channels.error.publish({ error });
+      });
+    }
+    if (lettersAfterCommit.length > 0) await this.writeHeldLetters(lettersAfterCommit);
     for (const s of retry) {
       if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
     }
@@ -450,7 +502,7 @@ export class Dispatcher {
    * observer the deliveries waiting behind one are dead-lettered too, with reason
    * `upstream_failed`, so that a replay can resume the chain.
    */
-  private async settleDead(tx: Queryable, dead: readonly Settlement[]): Promise<void> {
+  private async settleDead(tx: Queryable, dead: readonly Settlement[]): Promise<DeadLetter[]> {
     const { rows: owned } = await tx.query<{ id: string }>(
       `UPDATE ${this.t.deliveries} d
           SET status = 'dead', reason = x.reason, last_status = x.status, last_error = x.error,
@@ -504,12 +556,54 @@ export class Dispatcher {
           observer: row.observer,
           actionIndex: row.action_index,
           attempt: 0,
+          attemptBase: 0,
           event,
         };
         letters.push(this.deadLetter(delivery, undefined, failedAt));
       }
     }
-    await this.dlq.write(letters, tx);
+    if (!this.config.webhooks.dlq.enabled) return [];
+    if (this.dlqInDatabase) {
+      await this.dlq.write(letters, tx);
+      return [];
+    }
+    // A backend outside the database cannot join this transaction: the dead letter is kept on
+    // the delivery row first, then written to the backend after commit (and retried by the
+    // sweeper while the backend is unreachable), so it is never lost.
+    await this.holdLetters(tx, letters);
+    return letters;
+  }
+
+  private async holdLetters(tx: Queryable, letters: readonly DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
+    await tx.query(
+      `UPDATE ${this.t.deliveries} d SET dead_letter = x.letter
+         FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, letter jsonb) WHERE d.id = x.id`,
+      [JSON.stringify(letters.map((letter) => ({ id: letter.delivery_id, letter })))],
+    );
+  }
+
+  /** Writes dead letters held on delivery rows to the backend, then clears them. */
+  private async writeHeldLetters(letters: readonly DeadLetter[]): Promise<boolean> {
+    try {
+      await this.dlq.write(letters);
+      await this.db.query(`UPDATE ${this.t.deliveries} SET dead_letter = NULL WHERE id = ANY($1::uuid[])`, [
+        letters.map((l) => l.delivery_id),
+      ]);
+      return true;
+    } catch (error) {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+      return false;
+    }
+  }
+
+  /** Retries dead letters that could not be written to the backend yet. */
+  private async sweepHeldLetters(): Promise<void> {
+    if (this.dlqInDatabase) return;
+    const { rows } = await this.db.query<{ letter: DeadLetter }>(
+      `SELECT dead_letter AS letter FROM ${this.t.deliveries} WHERE dead_letter IS NOT NULL ORDER BY updated_at LIMIT 500`,
+    );
+    if (rows.length > 0) await this.writeHeldLetters(rows.map((r) => r.letter));
   }
 
   private deadLetter(
@@ -581,9 +675,10 @@ export async function insertDeliveries(
   planned: readonly PlannedDelivery[],
 ): Promise<void> {
   await tx.query(
-    `INSERT INTO ${t.deliveries} (id, event_id, observer, action_index, status, depends_on)
-     SELECT id, event_id, observer, action_index, status, depends_on
-       FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, event_id bigint, observer text, action_index int, status text, depends_on uuid)`,
+    `INSERT INTO ${t.deliveries} (id, event_id, observer, action_index, status, depends_on, ordering_key)
+     SELECT id, event_id, observer, action_index, status, depends_on, ordering_key
+       FROM jsonb_to_recordset($1::jsonb)
+         AS x(id uuid, event_id bigint, observer text, action_index int, status text, depends_on uuid, ordering_key text)`,
     [
       JSON.stringify(
         planned.map((p) => ({
@@ -593,6 +688,7 @@ export async function insertDeliveries(
           action_index: p.actionIndex,
           status: p.status,
           depends_on: p.dependsOn,
+          ordering_key: p.orderingKey,
         })),
       ),
     ],

@@ -45,7 +45,10 @@ function fromRow(row: DlqRow): DeadLetter {
 }
 
 /** The dead letter queue as a table of the application's database (default `public.webhook_dlq`). */
-export function postgresDlq(db: Database, config: Pick<DlqConfig, "table" | "schema">): DlqBackend {
+export function postgresDlq(
+  db: Database,
+  config: Pick<DlqConfig, "table" | "schema" | "retention" | "maxSize">,
+): DlqBackend {
   const table = `${quoteIdent(config.schema)}.${quoteIdent(config.table)}`;
   const idx = (suffix: string) => quoteIdent(`${config.table}_${suffix}`);
   return {
@@ -103,10 +106,11 @@ export function postgresDlq(db: Database, config: Pick<DlqConfig, "table" | "sch
       if (filter.observer) add("observer = ?", filter.observer);
       if (filter.entity) add("entity = ?", filter.entity);
       if (filter.reason) add("reason = ?", filter.reason);
-      params.push(filter.limit ?? 100);
+      if (filter.status !== undefined) add("last_status = ?", filter.status);
+      const limit = filter.limit ?? 100;
       const { rows } = await db.query<DlqRow>(
         `SELECT ${COLUMNS.join(", ")} FROM ${table} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-          ORDER BY failed_at DESC, id DESC LIMIT $${params.length}`,
+          ORDER BY failed_at DESC, id DESC${limit > 0 ? ` LIMIT ${Math.floor(limit)}` : ""}`,
         params,
       );
       return rows.map(fromRow);
@@ -116,6 +120,49 @@ export function postgresDlq(db: Database, config: Pick<DlqConfig, "table" | "sch
         id,
       ]);
       return rows[0] ? fromRow(rows[0]) : undefined;
+    },
+    async markReplayed(ids, at) {
+      if (ids.length === 0) return [];
+      const { rows } = await db.query<DlqRow>(
+        `UPDATE ${table} SET replayed_at = $2, replay_count = replay_count + 1
+          WHERE id = ANY($1::text[]) RETURNING ${COLUMNS.join(", ")}`,
+        [ids, at.toISOString()],
+      );
+      return rows.map(fromRow);
+    },
+    async resolve(deliveryIds, tx) {
+      if (deliveryIds.length === 0) return 0;
+      const { rowCount } = await (tx ?? db).query(
+        `DELETE FROM ${table} WHERE delivery_id = ANY($1::uuid[])`,
+        [deliveryIds],
+      );
+      return rowCount;
+    },
+    async enforceLimits() {
+      const { rowCount: expired } = await db.query(
+        `DELETE FROM ${table} WHERE failed_at < now() - $1 * interval '1 millisecond'`,
+        [config.retention],
+      );
+      // Over max_size, the oldest entries go first until the table's data fits again.
+      const { rows } = await db.query<{ bytes: string }>(
+        `SELECT coalesce(sum(pg_column_size(t.*)), 0)::bigint::text AS bytes FROM ${table} t`,
+      );
+      let removed = expired;
+      const excess = Number(rows[0]?.bytes ?? 0) - config.maxSize;
+      if (excess > 0) {
+        const { rows: cut } = await db.query<{ n: string }>(
+          `WITH sized AS (
+             SELECT id, pg_column_size(t.*) AS size, sum(pg_column_size(t.*)) OVER (ORDER BY failed_at, id) AS running
+               FROM ${table} t
+           ), gone AS (
+             DELETE FROM ${table} WHERE id IN (SELECT id FROM sized WHERE running - size < $1)
+             RETURNING 1
+           ) SELECT count(*)::text AS n FROM gone`,
+          [excess],
+        );
+        removed += Number(cut[0]?.n ?? 0);
+      }
+      return removed;
     },
     async purge(before) {
       const { rowCount } = await db.query(`DELETE FROM ${table} WHERE failed_at < $1`, [

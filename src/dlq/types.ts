@@ -32,11 +32,19 @@ export interface DlqListFilter {
   observer?: string;
   entity?: string;
   reason?: string;
-  /** (Default: 100) */
+  /** Only entries whose last HTTP status is this. */
+  status?: number;
+  /** (Default: 100; 0 means no limit) */
   limit?: number;
 }
 
 /**
+ * Life of an entry: `write` puts it in (a delivery that fails again after a replay returns to its
+ * own entry, matched by `delivery_id`, keeping `replay_count` and `replayed_at`); `markReplayed`
+ * records a replay (replayed_at = now, replay_count + 1) while the delivery is queued again;
+ * `resolve` removes the entries of replayed deliveries that then succeeded. `list` returns the
+ * newest `failed_at` first.
+ *
  * One interface, one file per backend. `write` may receive the transaction that settles the
  * delivery: a backend inside the same database writes in it, so the dead letter and the
  * delivery's final state commit together.
@@ -48,6 +56,12 @@ export interface DlqBackend {
   write(entries: readonly DeadLetter[], tx?: Queryable): Promise<void>;
   list(filter?: DlqListFilter): Promise<DeadLetter[]>;
   get(id: string): Promise<DeadLetter | undefined>;
+  /** Records a replay of these entries (by entry id); returns the entries as updated. */
+  markReplayed(ids: readonly string[], at: Date): Promise<DeadLetter[]>;
+  /** Removes the entries of these deliveries (replayed and then delivered); returns how many. */
+  resolve(deliveryIds: readonly string[], tx?: Queryable): Promise<number>;
+  /** Enforces `retention` and `max_size`, oldest first; returns how many entries were removed. */
+  enforceLimits(): Promise<number>;
   /** Deletes entries that failed before `before`; returns how many. */
   purge(before: Date): Promise<number>;
   /** Counts per observer, for `fraiseql_dlq_size`. */

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { CapturedEvent } from "../capture/outbox.js";
 import type { EntityModel, ObserverModel, ResolvedConfig, WebhookAction } from "../config/types.js";
+import { keyColumn } from "../entities/ddl.js";
 import { type CompiledCondition, type ConditionContext, compileCondition } from "./condition.js";
 import {
   type CompiledBodyTemplate,
@@ -76,6 +77,8 @@ export interface PlannedDelivery {
   /** `waiting` deliveries start when `dependsOn` succeeds (sequential execution). */
   readonly status: "pending" | "waiting";
   readonly dependsOn: string | null;
+  /** Set for observers with `ordering = "per_key"`: observer and row key. */
+  readonly orderingKey: string | null;
 }
 
 export function conditionContext(event: CapturedEvent): ConditionContext {
@@ -94,6 +97,11 @@ export function planDeliveries(event: CapturedEvent, registry: ObserverRegistry)
   for (const observer of registry.match(event.entity, event.op)) {
     if (observer.condition && !observer.condition.evaluate(ctx)) continue;
     const sequential = observer.model.execution === "sequential";
+    let orderingKey: string | null = null;
+    if (observer.model.ordering === "per_key") {
+      const row = event.new ?? event.old;
+      orderingKey = `${observer.model.name}:${JSON.stringify(row?.[keyColumn(observer.entity)] ?? null)}`;
+    }
     let previous: string | null = null;
     for (const action of observer.actions) {
       if (action.condition && !action.condition.evaluate(ctx)) continue;
@@ -105,6 +113,7 @@ export function planDeliveries(event: CapturedEvent, registry: ObserverRegistry)
         actionIndex: action.model.index,
         status: sequential && previous !== null ? "waiting" : "pending",
         dependsOn: sequential ? previous : null,
+        orderingKey,
       });
       if (sequential) previous = id;
     }

@@ -28,6 +28,13 @@ CREATE TABLE __SCHEMA__.deliveries (
   locked_by     text,
   locked_until  timestamptz,
   depends_on    uuid,
+  -- observers with ordering = "per_key": one delivery per key at a time, in event order
+  ordering_key  text,
+  -- attempts made before the last replay: max_attempts counts from here
+  attempt_base  integer     NOT NULL DEFAULT 0,
+  replayed_at   timestamptz,
+  -- a dead letter not yet written to a DLQ backend outside this database (NATS, file)
+  dead_letter   jsonb,
   last_status   integer,
   last_error    text,
   reason        text,
@@ -39,6 +46,10 @@ CREATE INDEX deliveries_ready_idx ON __SCHEMA__.deliveries (run_at) WHERE status
 CREATE INDEX deliveries_lease_idx ON __SCHEMA__.deliveries (locked_until) WHERE status = 'running';
 CREATE INDEX deliveries_waiting_idx ON __SCHEMA__.deliveries (depends_on) WHERE status = 'waiting';
 CREATE INDEX deliveries_event_idx ON __SCHEMA__.deliveries (event_id);
+CREATE INDEX deliveries_ordering_idx ON __SCHEMA__.deliveries (ordering_key, event_id)
+  WHERE ordering_key IS NOT NULL AND status IN ('pending', 'running', 'waiting');
+CREATE INDEX deliveries_dead_letter_idx ON __SCHEMA__.deliveries (updated_at) WHERE dead_letter IS NOT NULL;
+CREATE INDEX deliveries_finished_idx ON __SCHEMA__.deliveries (finished_at) WHERE status IN ('succeeded', 'dead');
 
 -- Delivery history: one row per HTTP attempt.
 CREATE TABLE __SCHEMA__.delivery_attempts (
