@@ -1,6 +1,8 @@
 import { type Fraiseql, type OpenOptions, openFraiseql } from "../app.js";
 import { loadConfig } from "../config/load.js";
 import type { ResolvedConfig } from "../config/types.js";
+import { internalTables } from "../db/tables.js";
+import { waitForMutationDeliveries } from "../delivery/sync.js";
 import { introspectTable } from "../entities/ddl.js";
 import { createAuthorizer } from "../graphql/auth.js";
 import { buildSchema } from "../graphql/schema.js";
@@ -40,11 +42,23 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
           ),
         ),
       );
+      const tables = internalTables(config.database.schema);
       const schema = buildSchema(config.entities, {
         db: app.db,
         columns,
-        afterMutation: () => {
+        afterMutation: async (change) => {
           app.dispatcher.wake();
+          if (config.webhooks.dispatch.async) return undefined;
+          const entity = config.entities.find((e) => e.name === change.entity);
+          if (!entity) return undefined;
+          return waitForMutationDeliveries(
+            app.db,
+            tables,
+            entity,
+            change,
+            config.webhooks.dispatch.timeout,
+            () => app.dispatcher.wake(),
+          );
         },
       });
       server = await startHttpServer({

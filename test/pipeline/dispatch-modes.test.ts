@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Service } from "../../src/cli/serve.js";
+import { MockWebhookServer } from "../../src/testing/index.js";
+import { gql, startTestService } from "../helpers/app.js";
+import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+const toml = (async: boolean) => `
+[database]
+schema = "fq_${async ? "async" : "sync"}"
+
+[[entities]]
+name = "Order"
+table = "orders_${async ? "async" : "sync"}"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/slow"
+body = { order_id = "{{ id }}" }
+
+[webhooks.dispatch]
+async = ${async}
+timeout = "10s"
+poll_interval = "20ms"
+`;
+
+const CREATE = `mutation { createOrder(input: { total: 10 }) { id } }`;
+
+describe("dispatch modes", () => {
+  let db: TestDatabase;
+  let mock: MockWebhookServer;
+
+  before(async () => {
+    db = await openTestDatabase();
+    // A receiver that takes 1.5 s to answer.
+    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 1500 } });
+  });
+  after(async () => {
+    await mock?.close();
+    await db?.close();
+  });
+
+  describe("async = true", () => {
+    let service: Service;
+    before(async () => {
+      service = await startTestService(db, toml(true), { RECEIVER: mock.url });
+    });
+    after(() => service?.close());
+
+    it("the mutation returns before the webhook has been answered", async () => {
+      mock.reset();
+      const res = await gql(service.url as string, CREATE);
+      assert.equal(res.errors, undefined);
+      assert.equal(res.extensions?.webhooks, undefined);
+      const { rows } = await db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM fq_async.deliveries WHERE status = 'succeeded'",
+      );
+      assert.equal(rows[0]!.n, 0, "no delivery had finished when the mutation returned");
+      await service.app.dispatcher.waitForIdle();
+      assert.equal(mock.callCount, 1);
+    });
+  });
+
+  describe("async = false", () => {
+    let service: Service;
+    before(async () => {
+      service = await startTestService(db, toml(false), { RECEIVER: mock.url });
+    });
+    after(() => service?.close());
+
+    it("the mutation waits for its webhook and reports the outcome in extensions", async () => {
+      mock.reset();
+      const res = await gql(service.url as string, CREATE);
+      assert.equal(res.errors, undefined);
+      assert.equal(mock.callCount, 1, "the webhook was received before the mutation answered");
+      const { deliveries, timedOut } = res.extensions.webhooks;
+      assert.equal(timedOut, false);
+      assert.equal(deliveries.length, 1);
+      assert.equal(deliveries[0].observer, "on_order_created");
+      assert.equal(deliveries[0].status, "succeeded");
+      assert.equal(deliveries[0].lastStatus, 200);
+      assert.equal(deliveries[0].id, mock.calls[0]!.deliveryId);
+    });
+
+    it("a failed webhook does not undo the committed write", async () => {
+      mock.reset();
+      mock.script([{ status: 400 }]);
+      const res = await gql(service.url as string, CREATE);
+      assert.equal(res.errors, undefined);
+      const id = res.data.createOrder.id;
+      assert.equal(res.extensions.webhooks.deliveries[0].status, "dead");
+      assert.equal(res.extensions.webhooks.deliveries[0].reason, "http_4xx");
+      const { rows } = await db.query("SELECT id FROM orders_sync WHERE id = $1", [id]);
+      assert.equal(rows.length, 1);
+    });
+  });
+});
