@@ -52,6 +52,12 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       let broken = false;
+      // A checked-out client whose connection dies (server restart) emits "error"; without a
+      // listener that would crash the process. The query in flight rejects on its own.
+      const onError = () => {
+        broken = true;
+      };
+      client.on("error", onError);
       try {
         await client.query("BEGIN");
         const result = await fn(wrapQueryable(client));
@@ -65,6 +71,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
         }
         throw err;
       } finally {
+        client.off("error", onError);
         client.release(broken);
       }
     },
