@@ -48,7 +48,13 @@ export async function openFraiseql(config: ResolvedConfig, options: OpenOptions 
   const db =
     options.db ?? (await openDatabase({ url: config.database.url, dataDir: config.database.dataDir }));
   const ownsDb = options.db === undefined;
-  const dlq = openDlq(db, config.webhooks.dlq);
+  let dlq: DlqBackend;
+  try {
+    dlq = await openDlq(db, config.webhooks.dlq);
+  } catch (err) {
+    if (ownsDb) await db.close();
+    throw err;
+  }
   const dispatcherOptions: DispatcherOptions = {
     db,
     config,

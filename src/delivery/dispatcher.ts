@@ -9,12 +9,20 @@ import type { DeadLetter, DlqBackend } from "../dlq/types.js";
 import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { createUndiciSender, type HttpResult, type HttpSender } from "./http.js";
-import { attemptHeaders, InvalidRequest, type RenderedRequest, renderRequest } from "./request.js";
+import {
+  attemptHeaders,
+  InvalidRequest,
+  type RenderedRequest,
+  renderBatchRequest,
+  renderRequest,
+} from "./request.js";
 import { pruneOnce } from "./retention.js";
 import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js";
 
 /** How often a process sweeps held dead letters, prunes old rows and enforces DLQ limits, ms. */
 const MAINTENANCE_INTERVAL = 5_000;
+/** DLQ retention and size are enforced less often: a NATS or file backend reads every entry to do it. */
+const DLQ_LIMITS_INTERVAL = 60_000;
 
 /**
  * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
@@ -51,6 +59,8 @@ export interface AttemptRecord {
   readonly request: RenderedRequest | undefined;
   readonly headers: Readonly<Record<string, string>> | undefined;
   readonly startedAt: Date;
+  /** Set when the attempt sent a batch: its id (the `X-FraiseQL-Delivery` of the request). */
+  readonly batchId?: string | undefined;
 }
 
 export interface DispatcherOptions {
@@ -123,6 +133,9 @@ export class Dispatcher {
   /** The PostgreSQL DLQ lives in this database and is written in the settling transaction. */
   private readonly dlqInDatabase: boolean;
   private lastMaintenance = 0;
+  private lastDlqLimits = 0;
+  /** Some action sends batches, so batch claims run too. */
+  private readonly hasBatches: boolean;
 
   private running = false;
   private stopping = false;
@@ -154,6 +167,9 @@ export class Dispatcher {
     this.concurrency = Math.max(1, Math.min(dispatch.concurrency, dispatch.maxQueueSize));
     this.leaseMs = dispatch.lease;
     this.dlqInDatabase = options.dlq.name === "postgresql";
+    this.hasBatches = [...options.registry.byName.values()].some((o) =>
+      o.actions.some((a) => a.batch !== undefined),
+    );
   }
 
   /** Starts the loop; returns at once. */
@@ -229,7 +245,10 @@ export class Dispatcher {
         }
         const routed = await this.route();
         const free = this.concurrency - this.inflight.size;
-        const claimed = free > 0 ? await this.claim(Math.min(free, 256)) : 0;
+        let claimed = free > 0 ? await this.claim(Math.min(free, 256)) : 0;
+        if (this.hasBatches && this.concurrency - this.inflight.size > 0) {
+          claimed += await this.claimBatches(this.concurrency - this.inflight.size);
+        }
         failures = 0;
         if (this.stopping) break;
         if (this.wakeRequested) continue;
@@ -253,7 +272,10 @@ export class Dispatcher {
       const dlqRetention = this.config.webhooks.dlq.retention;
       const retention = this.config.database.retention;
       await pruneOnce(this.db, this.t, retention, Math.max(retention, dlqRetention));
-      if (this.config.webhooks.dlq.enabled) await this.dlq.enforceLimits();
+      if (this.config.webhooks.dlq.enabled && Date.now() - this.lastDlqLimits > DLQ_LIMITS_INTERVAL) {
+        this.lastDlqLimits = Date.now();
+        await this.dlq.enforceLimits();
+      }
     } catch (error) {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
@@ -306,7 +328,7 @@ export class Dispatcher {
     const { rows } = await this.db.query<ClaimRow>(
       `WITH due AS (
          SELECT d.id FROM ${this.t.deliveries} d
-          WHERE d.status = 'pending' AND d.run_at <= now()
+          WHERE d.status = 'pending' AND d.run_at <= now() AND d.batch_key IS NULL
             AND (d.ordering_key IS NULL OR NOT EXISTS (
                   SELECT 1 FROM ${this.t.deliveries} p
                    WHERE p.ordering_key = d.ordering_key AND p.event_id < d.event_id
@@ -325,15 +347,7 @@ export class Dispatcher {
       [this.workerId, limit, this.leaseMs],
     );
     for (const row of rows) {
-      const delivery: ClaimedDelivery = {
-        id: row.id,
-        eventId: String(row.event_id),
-        observer: row.observer,
-        actionIndex: row.action_index,
-        attempt: row.attempts,
-        attemptBase: row.attempt_base,
-        event: toCapturedEvent({ ...row, id: row.event_id }),
-      };
+      const delivery = claimedFromRow(row);
       const p = this.attempt(delivery).finally(() => {
         this.inflight.delete(delivery.id);
         if (!this.stopping) this.wake();
@@ -380,6 +394,152 @@ export class Dispatcher {
     const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt };
     if (channels.attempt.hasSubscribers) channels.attempt.publish(record);
     this.settleQueue.push({ record });
+    await this.flush();
+  }
+
+  /**
+   * Starts the batches that are due: for each batched action, a full batch, or a partial one
+   * whose oldest delivery has waited the batch timeout; and batches being retried (claimed again
+   * whole, by their id). Returns how many batches started.
+   */
+  private async claimBatches(slots: number): Promise<number> {
+    let started = 0;
+    const { rows: retrying } = await this.db.query<{ batch_id: string }>(
+      `SELECT batch_id FROM ${this.t.deliveries}
+        WHERE status = 'pending' AND batch_id IS NOT NULL AND run_at <= now()
+        GROUP BY batch_id LIMIT $1`,
+      [slots],
+    );
+    for (const { batch_id } of retrying) {
+      const members = await this.claimBatchMembers(
+        `SELECT id FROM ${this.t.deliveries} WHERE batch_id = $4 AND status = 'pending' FOR UPDATE SKIP LOCKED`,
+        [batch_id],
+        batch_id,
+      );
+      if (members.length > 0) {
+        this.startBatch(members, batch_id);
+        started++;
+      }
+    }
+    if (started >= slots) return started;
+    const { rows: groups } = await this.db.query<{ batch_key: string; n: number; age_ms: number }>(
+      `SELECT batch_key, count(*)::int AS n,
+              (extract(epoch FROM now() - min(created_at)) * 1000)::float8 AS age_ms
+         FROM ${this.t.deliveries}
+        WHERE status = 'pending' AND batch_key IS NOT NULL AND batch_id IS NULL AND run_at <= now()
+        GROUP BY batch_key`,
+    );
+    for (const group of groups) {
+      if (started >= slots) break;
+      const [observerName, index] = splitBatchKey(group.batch_key);
+      const policy = this.registry.byName.get(observerName)?.actions[index]?.batch;
+      const size = policy?.size ?? 1;
+      const timeout = policy?.timeout ?? 0;
+      let available = group.n;
+      while (available >= size || (available > 0 && group.age_ms >= timeout)) {
+        if (started >= slots) break;
+        const batchId = randomUUID();
+        const members = await this.claimBatchMembers(
+          `SELECT id FROM ${this.t.deliveries}
+            WHERE batch_key = $4 AND batch_id IS NULL AND status = 'pending' AND run_at <= now()
+            ORDER BY event_id LIMIT $5 FOR UPDATE SKIP LOCKED`,
+          [group.batch_key, size],
+          batchId,
+          group.batch_key,
+        );
+        if (members.length === 0) break;
+        this.startBatch(members, batchId);
+        started++;
+        available -= members.length;
+      }
+      // A partial batch is sent when its oldest delivery has waited `timeout`.
+      if (available > 0 && available < size) this.scheduleWake(Math.max(0, timeout - group.age_ms));
+    }
+    return started;
+  }
+
+  private async claimBatchMembers(
+    select: string,
+    params: unknown[],
+    batchId: string,
+    lockKey?: string,
+  ): Promise<ClaimedDelivery[]> {
+    const rows = await this.db.transaction(async (tx) => {
+      // One process at a time fills a batch of one action, so two never split it.
+      if (lockKey !== undefined) {
+        const { rows: lock } = await tx.query<{ ok: boolean }>(
+          "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok",
+          [lockKey],
+        );
+        if (!lock[0]?.ok) return [];
+      }
+      const { rows } = await tx.query<ClaimRow>(
+        `WITH due AS (${select}), claimed AS (
+           UPDATE ${this.t.deliveries} d
+              SET status = 'running', batch_id = $1::uuid, attempts = d.attempts + 1, locked_by = $2,
+                  locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
+             FROM due WHERE d.id = due.id
+           RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base
+         )
+         SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base,
+                e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
+           FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id ORDER BY c.event_id`,
+        [batchId, this.workerId, this.leaseMs, ...params],
+      );
+      return rows;
+    });
+    return rows.map((row) => claimedFromRow(row));
+  }
+
+  private startBatch(members: ClaimedDelivery[], batchId: string): void {
+    const p = this.attemptBatch(members, batchId).finally(() => {
+      this.inflight.delete(batchId);
+      if (!this.stopping) this.wake();
+    });
+    this.inflight.set(batchId, p);
+  }
+
+  /** Sends a batch as one request; its outcome applies to every member. */
+  private async attemptBatch(members: ClaimedDelivery[], batchId: string): Promise<void> {
+    const startedAt = new Date();
+    const first = members[0] as ClaimedDelivery;
+    const observer = this.registry.byName.get(first.observer);
+    const action = observer?.actions[first.actionIndex];
+    const attempt = Math.max(...members.map((m) => m.attempt));
+    const base = Math.max(...members.map((m) => m.attemptBase));
+    let request: RenderedRequest | undefined;
+    let headers: Record<string, string> | undefined;
+    let result: HttpResult;
+    if (!observer || !action) {
+      result = invalid(`observer ${first.observer} action ${first.actionIndex} is not configured any more`);
+    } else {
+      try {
+        request = renderBatchRequest(
+          members.map((m) => m.event),
+          observer,
+          action,
+          startedAt.toISOString(),
+        );
+        headers = attemptHeaders(request, batchId, attempt, this.config.webhooks.signing);
+        result = await this.sender.send({
+          url: request.url,
+          method: request.method,
+          headers,
+          body: request.body,
+          timeout: action.model.timeout,
+        });
+      } catch (err) {
+        if (!(err instanceof InvalidRequest)) throw err;
+        result = invalid(err.message);
+      }
+    }
+    const policy = observer?.model.retry ?? this.config.webhooks.retry;
+    const decision = decideRetry(policy, attempt - base, result.outcome, this.random);
+    for (const delivery of members) {
+      const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt, batchId };
+      if (channels.attempt.hasSubscribers && delivery === first) channels.attempt.publish(record);
+      this.settleQueue.push({ record });
+    }
     await this.flush();
   }
 
@@ -432,13 +592,13 @@ export class Dispatcher {
         ],
       );
       if (done.length > 0) {
-        const { rows } = await tx.query<{ id: string; replayed: boolean }>(
+        const { rows } = await tx.query<{ id: string; dlq_key: string; replayed: boolean }>(
           `UPDATE ${this.t.deliveries} d
               SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
                   locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
              FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status int)
             WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'
-           RETURNING d.id, d.replayed_at IS NOT NULL AS replayed`,
+           RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed`,
           [
             JSON.stringify(
               done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) })),
@@ -447,7 +607,7 @@ export class Dispatcher {
           ],
         );
         // A replayed delivery that got through leaves the DLQ.
-        const replayed = rows.filter((r) => r.replayed).map((r) => r.id);
+        const replayed = [...new Set(rows.filter((r) => r.replayed).map((r) => r.dlq_key))];
         if (replayed.length > 0) {
           if (this.dlqInDatabase) await this.dlq.resolve(replayed, tx);
           else resolveAfterCommit.push(...replayed);
@@ -525,8 +685,14 @@ export class Dispatcher {
     const ownedIds = new Set(owned.map((r) => r.id));
     const letters: DeadLetter[] = [];
     const failedAt = new Date().toISOString();
+    const batches = new Set<string>();
     for (const { record } of dead) {
       if (!ownedIds.has(record.delivery.id)) continue;
+      // A batch is dead-lettered as a unit: one entry, keyed by the batch id, whose payload lists its events.
+      if (record.batchId !== undefined) {
+        if (batches.has(record.batchId)) continue;
+        batches.add(record.batchId);
+      }
       letters.push(this.deadLetter(record.delivery, record, failedAt));
     }
     if (ownedIds.size > 0) {
@@ -631,7 +797,7 @@ export class Dispatcher {
       entity: delivery.event.entity,
       event: delivery.event.op,
       event_id: delivery.eventId,
-      delivery_id: delivery.id,
+      delivery_id: record?.batchId ?? delivery.id,
       url: this.redactor.text(request?.url ?? action?.model.url ?? ""),
       method: request?.method ?? action?.model.method ?? "POST",
       request_headers: this.redactor.headers(headers),
@@ -660,6 +826,23 @@ export class Dispatcher {
   }
 }
 
+function claimedFromRow(row: ClaimRow): ClaimedDelivery {
+  return {
+    id: row.id,
+    eventId: String(row.event_id),
+    observer: row.observer,
+    actionIndex: row.action_index,
+    attempt: row.attempts,
+    attemptBase: row.attempt_base,
+    event: toCapturedEvent({ ...row, id: row.event_id }),
+  };
+}
+
+function splitBatchKey(key: string): [string, number] {
+  const i = key.lastIndexOf(":");
+  return [key.slice(0, i), Number(key.slice(i + 1))];
+}
+
 function statusOf(outcome: AttemptOutcome): number | null {
   return outcome.kind === "success" || outcome.kind === "http" ? outcome.status : null;
 }
@@ -675,10 +858,11 @@ export async function insertDeliveries(
   planned: readonly PlannedDelivery[],
 ): Promise<void> {
   await tx.query(
-    `INSERT INTO ${t.deliveries} (id, event_id, observer, action_index, status, depends_on, ordering_key)
-     SELECT id, event_id, observer, action_index, status, depends_on, ordering_key
+    `INSERT INTO ${t.deliveries} (id, event_id, observer, action_index, status, depends_on, ordering_key, batch_key)
+     SELECT id, event_id, observer, action_index, status, depends_on, ordering_key, batch_key
        FROM jsonb_to_recordset($1::jsonb)
-         AS x(id uuid, event_id bigint, observer text, action_index int, status text, depends_on uuid, ordering_key text)`,
+         AS x(id uuid, event_id bigint, observer text, action_index int, status text, depends_on uuid,
+              ordering_key text, batch_key text)`,
     [
       JSON.stringify(
         planned.map((p) => ({
@@ -689,6 +873,7 @@ export async function insertDeliveries(
           status: p.status,
           depends_on: p.dependsOn,
           ordering_key: p.orderingKey,
+          batch_key: p.batchKey,
         })),
       ),
     ],

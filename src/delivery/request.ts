@@ -79,9 +79,42 @@ export function renderRequest(
   }
   const payload =
     action.body === undefined ? eventEnvelope(event, observer.model.name) : action.body.render(ctx);
+  return finish(url, headers, payload, action);
+}
+
+function finish(
+  url: string,
+  headers: Record<string, string>,
+  payload: unknown,
+  action: RuntimeAction,
+): RenderedRequest {
   const enc = action.model.encryption;
   const sent = enc?.enabled ? encryptBody(payload, enc.key, enc.fields) : payload;
   return { url, method: action.model.method, headers, payload, body: JSON.stringify(sent) };
+}
+
+/**
+ * Renders one request for a batch of events of one action: url and headers from the first
+ * event, the body from the batch template (SPEC §5.2), or without one
+ * `{"count", "timestamp", "events": [<event envelope>, ...]}`.
+ */
+export function renderBatchRequest(
+  events: readonly CapturedEvent[],
+  observer: RuntimeObserver,
+  action: RuntimeAction,
+  sendTime: string,
+): RenderedRequest {
+  const first = events[0];
+  if (!first) throw new InvalidRequest("a batch needs at least one event");
+  const { url, headers } = renderRequest(first, observer, action);
+  const name = observer.model.name;
+  const payload = action.batchBody
+    ? action.batchBody.render(
+        events.map((e) => templateContext(e, name)),
+        sendTime,
+      )
+    : { count: events.length, timestamp: sendTime, events: events.map((e) => eventEnvelope(e, name)) };
+  return finish(url, { ...headers }, payload, action);
 }
 
 /** Adds the per-attempt headers: delivery id, attempt number and signature. */

@@ -62,7 +62,9 @@ export async function replayDlq(
   for (let i = 0; i < entries.length; i += BATCH) {
     const batch = entries.slice(i, i + BATCH);
     const queued = await requeue(deps.db, t, batch, options.delay ?? 0);
-    const queuedIds = new Set(queued);
+    const queuedIds = new Set(
+      queued.flatMap((q) => [q.id, q.batchId].filter((x): x is string => x !== null)),
+    );
     const marked = batch.filter((e) => queuedIds.has(e.delivery_id));
     for (const e of batch) {
       if (!queuedIds.has(e.delivery_id))
@@ -85,18 +87,18 @@ async function requeue(
   t: InternalTables,
   batch: readonly DeadLetter[],
   delay: number,
-): Promise<string[]> {
+): Promise<{ id: string; batchId: string | null }[]> {
   return db.transaction(async (tx) => {
     const ids = batch.map((e) => e.delivery_id);
     // Roots first: a failed action, or an upstream_failed one replayed without its upstream.
-    const { rows: roots } = await tx.query<{ id: string }>(
+    const { rows: roots } = await tx.query<{ id: string; batch_id: string | null }>(
       `UPDATE ${t.deliveries} d
           SET status = 'pending', run_at = now() + $2 * interval '1 millisecond', attempt_base = d.attempts,
               reason = NULL, last_error = NULL, replayed_at = now(), dead_letter = NULL, finished_at = NULL,
               locked_by = NULL, locked_until = NULL, updated_at = now()
-        WHERE d.id = ANY($1::uuid[]) AND d.status = 'dead'
+        WHERE (d.id = ANY($1::uuid[]) OR d.batch_id = ANY($1::uuid[])) AND d.status = 'dead'
           AND NOT (d.reason = 'upstream_failed' AND d.depends_on = ANY($1::uuid[]))
-       RETURNING d.id`,
+       RETURNING d.id, d.batch_id`,
       [ids, delay],
     );
     if (roots.length === 0) return [];
@@ -115,6 +117,9 @@ async function requeue(
        RETURNING d.id`,
       [roots.map((r) => r.id)],
     );
-    return [...roots.map((r) => r.id), ...chained.map((r) => r.id).filter((id) => ids.includes(id))];
+    return [
+      ...roots.map((r) => ({ id: r.id, batchId: r.batch_id })),
+      ...chained.filter((r) => ids.includes(r.id)).map((r) => ({ id: r.id, batchId: null })),
+    ];
   });
 }

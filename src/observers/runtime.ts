@@ -1,7 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { CapturedEvent } from "../capture/outbox.js";
-import type { EntityModel, ObserverModel, ResolvedConfig, WebhookAction } from "../config/types.js";
+import type {
+  BatchPolicy,
+  EntityModel,
+  ObserverModel,
+  ResolvedConfig,
+  WebhookAction,
+} from "../config/types.js";
 import { keyColumn } from "../entities/ddl.js";
+import { type CompiledBatchBody, compileBatchBody } from "./batch-template.js";
 import { type CompiledCondition, type ConditionContext, compileCondition } from "./condition.js";
 import {
   type CompiledBodyTemplate,
@@ -17,6 +24,12 @@ export interface RuntimeAction {
   readonly url: CompiledStringTemplate;
   readonly headers: readonly (readonly [string, CompiledStringTemplate])[];
   readonly body: CompiledBodyTemplate | undefined;
+  /** The action's `batch`, or `[webhooks.batching]` when that is enabled; undefined: one request per event. */
+  readonly batch: BatchPolicy | undefined;
+  /** Set when `batch` and a body are: the body template for a batch (no body: the default batch envelope). */
+  readonly batchBody: CompiledBatchBody | undefined;
+  /** `observer:index`, the key deliveries of a batched action are grouped by. */
+  readonly batchKey: string | undefined;
 }
 
 /** An observer with its expressions compiled once. */
@@ -45,16 +58,27 @@ export function compileObservers(config: ResolvedConfig): ObserverRegistry {
       model,
       entity,
       condition: model.condition === undefined ? undefined : compileCondition(model.condition, { fields }),
-      actions: model.actions.map((action) => ({
-        model: action,
-        condition:
-          action.condition === undefined ? undefined : compileCondition(action.condition, { fields }),
-        url: compileStringTemplate(action.url, { fields, encode: "uri-component" }),
-        headers: Object.entries(action.headers).map(
-          ([name, value]) => [name, compileStringTemplate(value, { fields, encode: "none" })] as const,
-        ),
-        body: action.body === undefined ? undefined : compileBodyTemplate(action.body, { fields }),
-      })),
+      actions: model.actions.map((action) => {
+        const global = config.webhooks.batching;
+        const batch: BatchPolicy | undefined =
+          action.batch ?? (global.enabled ? { size: global.batchSize, timeout: global.timeout } : undefined);
+        return {
+          model: action,
+          condition:
+            action.condition === undefined ? undefined : compileCondition(action.condition, { fields }),
+          url: compileStringTemplate(action.url, { fields, encode: "uri-component" }),
+          headers: Object.entries(action.headers).map(
+            ([name, value]) => [name, compileStringTemplate(value, { fields, encode: "none" })] as const,
+          ),
+          body: action.body === undefined ? undefined : compileBodyTemplate(action.body, { fields }),
+          batch,
+          batchBody:
+            batch === undefined || action.body === undefined
+              ? undefined
+              : compileBatchBody(action.body, { fields }),
+          batchKey: batch === undefined ? undefined : `${model.name}:${action.index}`,
+        };
+      }),
     };
     byName.set(model.name, runtime);
     const key = `${model.entity}:${model.event}`;
@@ -79,6 +103,8 @@ export interface PlannedDelivery {
   readonly dependsOn: string | null;
   /** Set for observers with `ordering = "per_key"`: observer and row key. */
   readonly orderingKey: string | null;
+  /** Set for batched actions: the group the delivery waits in until its batch is sent. */
+  readonly batchKey: string | null;
 }
 
 export function conditionContext(event: CapturedEvent): ConditionContext {
@@ -114,6 +140,7 @@ export function planDeliveries(event: CapturedEvent, registry: ObserverRegistry)
         status: sequential && previous !== null ? "waiting" : "pending",
         dependsOn: sequential ? previous : null,
         orderingKey,
+        batchKey: action.batchKey ?? null,
       });
       if (sequential) previous = id;
     }

@@ -186,7 +186,12 @@ describe("defaults", () => {
   it("an empty file gives every default, frozen all the way down", () => {
     const config = parseConfig("", { env: {} });
     assert.equal(config.file, undefined);
-    assert.deepEqual(config.database, { url: undefined, dataDir: ".fraiseql/data", schema: "fraiseql", retention: 7 * 24 * 3600 * 1000 });
+    assert.deepEqual(config.database, {
+      url: undefined,
+      dataDir: ".fraiseql/data",
+      schema: "fraiseql",
+      retention: 7 * 24 * 3600 * 1000,
+    });
     assert.deepEqual(config.server, {
       host: "127.0.0.1",
       port: 4000,

@@ -70,14 +70,18 @@ describe("retention", () => {
       { status: "dead", n: 1 },
       { status: "succeeded", n: 1 },
     ]);
-    const { rows: attempts } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM fraiseql.delivery_attempts");
+    const { rows: attempts } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM fraiseql.delivery_attempts",
+    );
     assert.equal(attempts[0]!.n, 2, "history goes with its deliveries");
     const { rows: events } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM fraiseql.events");
     assert.equal(events[0]!.n, 2, "events stay while a delivery of theirs does");
 
     // Once the dead letter's own retention has passed, it goes too.
     await pruneOnce(db, t, 7 * day, 5 * day, 100);
-    const { rows: left } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM fraiseql.deliveries");
+    const { rows: left } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries",
+    );
     assert.equal(left[0]!.n, 1);
   });
 });

@@ -47,7 +47,9 @@ async function terminalCount(db: TestDatabase): Promise<{ succeeded: number; dea
     "SELECT status, count(*)::int AS n FROM fraiseql.deliveries GROUP BY status",
   );
   const get = (s: string) => rows.find((r) => r.status === s)?.n ?? 0;
-  const other = rows.filter((r) => r.status !== "succeeded" && r.status !== "dead").reduce((n, r) => n + r.n, 0);
+  const other = rows
+    .filter((r) => r.status !== "succeeded" && r.status !== "dead")
+    .reduce((n, r) => n + r.n, 0);
   return { succeeded: get("succeeded"), dead: get("dead"), other };
 }
 
@@ -72,7 +74,11 @@ describe("several workers on one database", { skip }, () => {
         await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 2000) AS g");
         const procs = Array.from({ length: workers }, () => spawnCli(["worker", "--config", config]));
         try {
-          await eventually(async () => (await terminalCount(db)).succeeded === 2000, 90_000, "2000 deliveries");
+          await eventually(
+            async () => (await terminalCount(db)).succeeded === 2000,
+            90_000,
+            "2000 deliveries",
+          );
         } finally {
           for (const p of procs) p.kill("SIGTERM");
         }

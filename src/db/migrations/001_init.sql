@@ -30,6 +30,9 @@ CREATE TABLE __SCHEMA__.deliveries (
   depends_on    uuid,
   -- observers with ordering = "per_key": one delivery per key at a time, in event order
   ordering_key  text,
+  -- batched actions: observer:action, and the batch a delivery was claimed into (its wire id)
+  batch_key     text,
+  batch_id      uuid,
   -- attempts made before the last replay: max_attempts counts from here
   attempt_base  integer     NOT NULL DEFAULT 0,
   replayed_at   timestamptz,
@@ -42,7 +45,10 @@ CREATE TABLE __SCHEMA__.deliveries (
   updated_at    timestamptz NOT NULL DEFAULT now(),
   finished_at   timestamptz
 );
-CREATE INDEX deliveries_ready_idx ON __SCHEMA__.deliveries (run_at) WHERE status = 'pending';
+CREATE INDEX deliveries_ready_idx ON __SCHEMA__.deliveries (run_at) WHERE status = 'pending' AND batch_key IS NULL;
+CREATE INDEX deliveries_batch_fill_idx ON __SCHEMA__.deliveries (batch_key, event_id)
+  WHERE status = 'pending' AND batch_id IS NULL;
+CREATE INDEX deliveries_batch_idx ON __SCHEMA__.deliveries (batch_id) WHERE batch_id IS NOT NULL;
 CREATE INDEX deliveries_lease_idx ON __SCHEMA__.deliveries (locked_until) WHERE status = 'running';
 CREATE INDEX deliveries_waiting_idx ON __SCHEMA__.deliveries (depends_on) WHERE status = 'waiting';
 CREATE INDEX deliveries_event_idx ON __SCHEMA__.deliveries (event_id);
