@@ -4,6 +4,7 @@ export interface InternalTables {
   readonly events: string;
   readonly deliveries: string;
   readonly attempts: string;
+  readonly workers: string;
 }
 
 export function quoteIdent(name: string): string {
@@ -17,5 +18,6 @@ export function internalTables(schema: string): InternalTables {
     events: `${s}.events`,
     deliveries: `${s}.deliveries`,
     attempts: `${s}.delivery_attempts`,
+    workers: `${s}.workers`,
   });
 }

@@ -9,6 +9,7 @@ import type { DeadLetter, DlqBackend } from "../dlq/types.js";
 import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { createUndiciSender, type HttpResult, type HttpSender } from "./http.js";
+import { RateLimiter } from "./rate-limit.js";
 import {
   attemptHeaders,
   InvalidRequest,
@@ -23,6 +24,8 @@ import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js
 const MAINTENANCE_INTERVAL = 5_000;
 /** DLQ retention and size are enforced less often: a NATS or file backend reads every entry to do it. */
 const DLQ_LIMITS_INTERVAL = 60_000;
+/** A rate-limited request waits in memory up to this long; a longer wait goes back to the queue. */
+const MAX_IN_MEMORY_WAIT = 1_000;
 
 /**
  * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
@@ -134,6 +137,8 @@ export class Dispatcher {
   private readonly dlqInDatabase: boolean;
   private lastMaintenance = 0;
   private lastDlqLimits = 0;
+  /** Per-origin token buckets, when `[webhooks.rate_limiting] enabled`. */
+  private readonly limiter: RateLimiter | undefined;
   /** Some action sends batches, so batch claims run too. */
   private readonly hasBatches: boolean;
 
@@ -167,6 +172,8 @@ export class Dispatcher {
     this.concurrency = Math.max(1, Math.min(dispatch.concurrency, dispatch.maxQueueSize));
     this.leaseMs = dispatch.lease;
     this.dlqInDatabase = options.dlq.name === "postgresql";
+    const rl = options.config.webhooks.rateLimiting;
+    this.limiter = rl.enabled ? new RateLimiter(rl.maxPerSecond, rl.burst) : undefined;
     this.hasBatches = [...options.registry.byName.values()].some((o) =>
       o.actions.some((a) => a.batch !== undefined),
     );
@@ -177,7 +184,8 @@ export class Dispatcher {
     if (this.running) return;
     this.running = true;
     this.stopping = false;
-    this.heartbeat = setInterval(() => void this.renewLeases(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    this.heartbeat = setInterval(() => void this.beat(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    void this.beat();
     this.heartbeat.unref();
     this.loopPromise = this.loop();
   }
@@ -209,6 +217,7 @@ export class Dispatcher {
         [this.workerId],
       )
       .catch(() => {});
+    await this.db.query(`DELETE FROM ${this.t.workers} WHERE id = $1`, [this.workerId]).catch(() => {});
     if (this.ownsSender) await this.sender.close();
     this.running = false;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -287,6 +296,31 @@ export class Dispatcher {
         WHERE status = 'running' AND locked_until < now()`,
     );
     if (rowCount > 0) this.wakeRequested = true;
+  }
+
+  /**
+   * Every lease/3: renews the leases of in-flight deliveries, records this process as alive, and
+   * re-divides the rate limit budget over the live processes.
+   */
+  private async beat(): Promise<void> {
+    try {
+      await this.db.query(
+        `INSERT INTO ${this.t.workers} (id) VALUES ($1)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`,
+        [this.workerId],
+      );
+      if (this.limiter) {
+        const { rows } = await this.db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${this.t.workers} WHERE heartbeat_at > now() - $1 * interval '1 millisecond'`,
+          [this.leaseMs * 3],
+        );
+        const rl = this.config.webhooks.rateLimiting;
+        this.limiter.share(rl.maxPerSecond, rl.burst, rows[0]?.n ?? 1, Date.now());
+      }
+    } catch (error) {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+    }
+    await this.renewLeases();
   }
 
   private async renewLeases(): Promise<void> {
@@ -371,6 +405,7 @@ export class Dispatcher {
     } else {
       try {
         request = renderRequest(delivery.event, observer, action);
+        if (!(await this.throttle(request.url, [delivery.id]))) return;
         headers = attemptHeaders(request, delivery.id, delivery.attempt, this.config.webhooks.signing);
         result = await this.sender.send({
           url: request.url,
@@ -391,6 +426,7 @@ export class Dispatcher {
       result.outcome,
       this.random,
     );
+    this.noteRateLimited(request?.url, result);
     const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt };
     if (channels.attempt.hasSubscribers) channels.attempt.publish(record);
     this.settleQueue.push({ record });
@@ -520,6 +556,13 @@ export class Dispatcher {
           action,
           startedAt.toISOString(),
         );
+        if (
+          !(await this.throttle(
+            request.url,
+            members.map((m) => m.id),
+          ))
+        )
+          return;
         headers = attemptHeaders(request, batchId, attempt, this.config.webhooks.signing);
         result = await this.sender.send({
           url: request.url,
@@ -535,12 +578,48 @@ export class Dispatcher {
     }
     const policy = observer?.model.retry ?? this.config.webhooks.retry;
     const decision = decideRetry(policy, attempt - base, result.outcome, this.random);
+    this.noteRateLimited(request?.url, result);
     for (const delivery of members) {
       const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt, batchId };
       if (channels.attempt.hasSubscribers && delivery === first) channels.attempt.publish(record);
       this.settleQueue.push({ record });
     }
     await this.flush();
+  }
+
+  /**
+   * Waits for a token of the receiver's bucket. A wait longer than a second is not spent holding
+   * the delivery: its token is given back and the delivery returns to the queue, due when the
+   * bucket will have room (the attempt it was claimed for is not counted). Returns false then.
+   */
+  private async throttle(url: string, ids: readonly string[]): Promise<boolean> {
+    if (!this.limiter) return true;
+    const origin = new URL(url).origin;
+    const wait = this.limiter.reserve(origin, Date.now());
+    if (wait <= 0) return true;
+    if (wait <= MAX_IN_MEMORY_WAIT) {
+      await new Promise((r) => setTimeout(r, wait));
+      return true;
+    }
+    this.limiter.refund(origin);
+    await this.db.query(
+      `UPDATE ${this.t.deliveries}
+          SET status = 'pending', run_at = now() + $3 * interval '1 millisecond', attempts = attempts - 1,
+              locked_by = NULL, locked_until = NULL, updated_at = now()
+        WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'running'`,
+      [ids, this.workerId, wait],
+    );
+    this.scheduleWake(wait);
+    return false;
+  }
+
+  /** A 429 pauses the whole endpoint for its Retry-After (1 s without one), not just this delivery. */
+  private noteRateLimited(url: string | undefined, result: HttpResult): void {
+    if (!this.limiter || url === undefined) return;
+    const o = result.outcome;
+    if (o.kind !== "http" || o.status !== 429) return;
+    const now = Date.now();
+    this.limiter.pause(new URL(url).origin, now + (o.retryAfterMs ?? 1000), now);
   }
 
   /** Writes every queued outcome in one transaction; concurrent callers share one flush. */

@@ -2,6 +2,7 @@ import { type Service, startService } from "../../src/cli/serve.js";
 import { parseConfig } from "../../src/config/load.js";
 import type { ResolvedConfig } from "../../src/config/types.js";
 import type { Database } from "../../src/db/driver.js";
+import type { HttpSender } from "../../src/delivery/http.js";
 
 /** Resolves a TOML text the way `fraiseql` does at startup, with the given environment. */
 export function configFrom(toml: string, env: Record<string, string> = {}): ResolvedConfig {
@@ -17,7 +18,7 @@ export async function startTestService(
   db: Database,
   toml: string,
   env: Record<string, string> = {},
-  options: { http?: boolean; dispatch?: boolean } = {},
+  options: { http?: boolean; dispatch?: boolean; sender?: HttpSender } = {},
 ): Promise<Service> {
   const config = configFrom(toml, env);
   return startService(config, { db, port: 0, ...options });

@@ -57,6 +57,13 @@ CREATE INDEX deliveries_ordering_idx ON __SCHEMA__.deliveries (ordering_key, eve
 CREATE INDEX deliveries_dead_letter_idx ON __SCHEMA__.deliveries (updated_at) WHERE dead_letter IS NOT NULL;
 CREATE INDEX deliveries_finished_idx ON __SCHEMA__.deliveries (finished_at) WHERE status IN ('succeeded', 'dead');
 
+-- Live dispatcher processes, for sharing the rate limit budget (and for operators to see).
+CREATE TABLE __SCHEMA__.workers (
+  id           text        PRIMARY KEY,
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Delivery history: one row per HTTP attempt.
 CREATE TABLE __SCHEMA__.delivery_attempts (
   delivery_id      uuid        NOT NULL,
