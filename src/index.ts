@@ -35,6 +35,7 @@ export {
   type VerifyResult,
   verifyWebhook,
 } from "./delivery/signing.js";
+export { type ReplayOptions, type ReplayResult, replayDlq } from "./dlq/replay.js";
 export type { DeadLetter, DlqBackend, DlqListFilter } from "./dlq/types.js";
 export { ERROR_CODES, type ErrorCode, FraiseqlError, isFraiseqlError } from "./errors.js";
 export { compileCondition } from "./observers/condition.js";
