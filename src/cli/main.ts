@@ -17,6 +17,9 @@ Commands:
   dlq replay ID... [--delay 30s]
   dlq replay --failed-after DATE [--observer NAME] [--delay 30s]
   dlq purge [--older-than 7d]
+  deliveries list [--observer NAME] [--status failed|succeeded|dead|pending] [--since 24h] [--json]
+  deliveries show ID [--json]  one delivery and its attempt timeline
+  doctor [OBSERVER]          check capture, conditions against the data and receivers; exit 1 on a problem
   demo [--once]              the self-contained demo (embedded database, local receiver)
 
 Common options:
@@ -33,6 +36,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   check: async () => (await import("./check.js")).runCheck,
   explain: async () => (await import("./explain.js")).runExplain,
   dlq: async () => (await import("./dlq.js")).runDlq,
+  deliveries: async () => (await import("./deliveries.js")).runDeliveries,
+  doctor: async () => (await import("./doctor.js")).runDoctor,
   demo: async () => (await import("./demo.js")).runDemo,
 };
 

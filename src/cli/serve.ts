@@ -7,6 +7,14 @@ import { introspectTable } from "../entities/ddl.js";
 import { createAuthorizer } from "../graphql/auth.js";
 import { buildSchema } from "../graphql/schema.js";
 import { createGraphqlHandler, startHttpServer } from "../graphql/server.js";
+import { createLogger, type Logger, subscribeLogs } from "../log/index.js";
+import {
+  createMetrics,
+  type Metrics,
+  type MetricsServer,
+  readyCheck,
+  startMetricsServer,
+} from "../metrics/index.js";
 import { parseCommandArgs } from "./args.js";
 
 /** A started `serve` or `worker`: the pipeline, and the HTTP server when it serves GraphQL. */
@@ -14,6 +22,10 @@ export interface Service {
   readonly app: Fraiseql;
   /** Base URL of the HTTP server (`http://127.0.0.1:4000`), when started. */
   readonly url: string | undefined;
+  /** Base URL of the metrics server, when `[observability.prometheus] enabled`. */
+  readonly metricsUrl: string | undefined;
+  /** The process logger. */
+  readonly logger: Logger | undefined;
   close(): Promise<void>;
 }
 
@@ -24,6 +36,10 @@ export interface ServiceOptions extends OpenOptions {
   dispatch?: boolean;
   /** Port override (0 picks a free one). */
   port?: number;
+  /** Port override of /metrics (0 picks a free one). (Default: [observability.prometheus] port) */
+  metricsPort?: number;
+  /** Where the dispatcher's events are logged; false: nowhere. (Default: createLogger(config)) */
+  logger?: Logger | false;
 }
 
 /** Opens, migrates and starts the pipeline and (optionally) the HTTP server. */
@@ -31,8 +47,24 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
   const app = await openFraiseql(config, options);
   let url: string | undefined;
   let server: { close(): Promise<void>; url: string } | undefined;
+  const logger = options.logger === false ? undefined : (options.logger ?? createLogger(config));
+  const unsubscribeLogs = logger ? subscribeLogs(logger) : () => {};
+  let metrics: Metrics | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const ready = readyCheck(app.db, config.database.schema);
   try {
     await app.migrate();
+    if (config.observability.prometheus.enabled) {
+      // Subscribed before the dispatcher starts, so that its first attempts are counted.
+      metrics = createMetrics(config, app);
+      metricsServer = await startMetricsServer({
+        host: config.observability.prometheus.host,
+        port: options.metricsPort ?? config.observability.prometheus.port,
+        metrics,
+        ready,
+        onError: (err) => logger?.error({ err }, "metrics request failed"),
+      });
+    }
     if (options.dispatch !== false) app.dispatcher.start();
     if (options.http !== false) {
       const columns = new Map(
@@ -65,23 +97,30 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
         host: config.server.host,
         port: options.port ?? config.server.port,
         graphql: createGraphqlHandler(schema, authorizeOption(config)),
-        ready: async () => {
-          await app.db.query("SELECT 1");
-        },
+        ready,
       });
       url = server.url;
     }
   } catch (err) {
     await server?.close().catch(() => {});
+    await metricsServer?.close().catch(() => {});
+    metrics?.close();
     await app.close().catch(() => {});
+    unsubscribeLogs();
     throw err;
   }
   return {
     app,
     url,
+    metricsUrl: metricsServer?.url,
+    logger,
     async close() {
       await server?.close();
+      // The dispatcher stops first: its last attempts are still counted and logged.
       await app.close();
+      await metricsServer?.close();
+      metrics?.close();
+      unsubscribeLogs();
     },
   };
 }

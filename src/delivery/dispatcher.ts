@@ -137,6 +137,8 @@ export class Dispatcher {
   private readonly dlqInDatabase: boolean;
   private lastMaintenance = 0;
   private lastDlqLimits = 0;
+  /** Deliveries dead-lettered as upstream_failed by the settle in progress, announced after commit. */
+  private cascadedDead: ClaimedDelivery[] = [];
   /** Per-origin token buckets, when `[webhooks.rate_limiting] enabled`. */
   private readonly limiter: RateLimiter | undefined;
   /** Some action sends batches, so batch claims run too. */
@@ -340,9 +342,11 @@ export class Dispatcher {
   private async route(): Promise<number> {
     let planned: PlannedDelivery[] = [];
     let count = 0;
+    const entities: Record<string, number> = {};
     await this.db.transaction(async (tx) => {
       const events = await claimUnroutedEvents(tx, this.t, this.routeBatch);
       count = events.length;
+      for (const e of events) entities[e.entity] = (entities[e.entity] ?? 0) + 1;
       if (count === 0) return;
       planned = events.flatMap((event) => planDeliveries(event, this.registry));
       if (planned.length > 0) await insertDeliveries(tx, this.t, planned);
@@ -353,7 +357,7 @@ export class Dispatcher {
       );
     });
     if (count > 0 && channels.routed.hasSubscribers)
-      channels.routed.publish({ events: count, deliveries: planned });
+      channels.routed.publish({ events: count, entities, deliveries: planned });
     return count;
   }
 
@@ -646,6 +650,7 @@ export class Dispatcher {
     const retry = batch.filter((s) => s.record.decision.action === "retry");
     const dead = batch.filter((s) => s.record.decision.action === "dead");
     const redact = this.redactor;
+    this.cascadedDead = [];
     const resolveAfterCommit: string[] = [];
     let lettersAfterCommit: DeadLetter[] = [];
     await this.db.transaction(async (tx) => {
@@ -730,9 +735,16 @@ export class Dispatcher {
     for (const s of retry) {
       if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
     }
+    const cascaded = this.cascadedDead.splice(0);
     if (channels.settled.hasSubscribers) {
       for (const { record } of batch)
         channels.settled.publish({ delivery: record.delivery, decision: record.decision });
+      for (const delivery of cascaded) {
+        channels.settled.publish({
+          delivery,
+          decision: { action: "dead", reason: "upstream_failed", exhausted: false },
+        });
+      }
     }
   }
 
@@ -805,6 +817,7 @@ export class Dispatcher {
           event,
         };
         letters.push(this.deadLetter(delivery, undefined, failedAt));
+        this.cascadedDead.push(delivery);
       }
     }
     if (!this.config.webhooks.dlq.enabled) return [];

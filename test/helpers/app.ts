@@ -21,7 +21,7 @@ export async function startTestService(
   options: { http?: boolean; dispatch?: boolean; sender?: HttpSender } = {},
 ): Promise<Service> {
   const config = configFrom(toml, env);
-  return startService(config, { db, port: 0, ...options });
+  return startService(config, { db, port: 0, logger: false, ...options });
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes. */

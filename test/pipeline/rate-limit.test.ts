@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Service } from "../../src/cli/serve.js";
 import { createUndiciSender, type HttpSender } from "../../src/delivery/http.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { eventually, startTestService } from "../helpers/app.js";
