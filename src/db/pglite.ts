@@ -18,7 +18,8 @@ function wrap(target: PGliteLike): Queryable {
   return {
     async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
       const res = await target.query<R>(text, params as unknown[] | undefined);
-      return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+      // PGlite reports 0 affected rows for a SELECT: count the rows then, as `pg` does.
+      return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
     },
     async exec(text: string): Promise<void> {
       await target.exec(text);

@@ -8,7 +8,8 @@ import { type InternalTables, internalTables } from "../db/tables.js";
 import type { DeadLetter, DlqBackend } from "../dlq/types.js";
 import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
-import { createUndiciSender, type HttpResult, type HttpSender } from "./http.js";
+import { hostIsTemplated } from "./address-policy.js";
+import { createUndiciSender, type HttpResult, type HttpSender, senderOptionsFromConfig } from "./http.js";
 import { RateLimiter } from "./rate-limit.js";
 import {
   attemptHeaders,
@@ -26,6 +27,8 @@ const MAINTENANCE_INTERVAL = 5_000;
 const DLQ_LIMITS_INTERVAL = 60_000;
 /** A rate-limited request waits in memory up to this long; a longer wait goes back to the queue. */
 const MAX_IN_MEMORY_WAIT = 1_000;
+/** How long the loop waits after an attempt finished before it looks for more work, ms. */
+const WAKE_COALESCE_MS = 2;
 
 /**
  * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
@@ -137,6 +140,8 @@ export class Dispatcher {
   private readonly dlqInDatabase: boolean;
   private lastMaintenance = 0;
   private lastDlqLimits = 0;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private flushScheduled: Promise<void> | undefined;
   /** Deliveries dead-lettered as upstream_failed by the settle in progress, announced after commit. */
   private cascadedDead: ClaimedDelivery[] = [];
   /** Per-origin token buckets, when `[webhooks.rate_limiting] enabled`. */
@@ -164,7 +169,7 @@ export class Dispatcher {
     this.registry = options.registry;
     this.dlq = options.dlq;
     this.ownsSender = options.sender === undefined;
-    this.sender = options.sender ?? createUndiciSender();
+    this.sender = options.sender ?? createUndiciSender(senderOptionsFromConfig(options.config));
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
     this.t = internalTables(options.config.database.schema);
     this.redactor = createRedactor(options.config.secrets);
@@ -193,6 +198,32 @@ export class Dispatcher {
   }
 
   /** Asks the loop to look for work now (called after an in-process mutation commits). */
+  /**
+   * Wakes the loop shortly after an attempt finished, so that the attempts finishing around the
+   * same moment are claimed for and settled together (on the single-connection PGlite, waking at
+   * once turns every response into its own claim and its own settle transaction).
+   */
+  private wakeSoon(): void {
+    if (this.wakeTimer) return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wake();
+    }, WAKE_COALESCE_MS);
+  }
+
+  /** Starts a flush on the next turn of the event loop, so outcomes that arrive together share it. */
+  private flushSoon(): Promise<void> {
+    if (!this.flushScheduled) {
+      this.flushScheduled = new Promise<void>((resolve) => {
+        setImmediate(() => {
+          this.flushScheduled = undefined;
+          this.flush().then(resolve, resolve);
+        });
+      });
+    }
+    return this.flushScheduled;
+  }
+
   wake(): void {
     this.wakeRequested = true;
     this.wakeSignal.wake?.();
@@ -212,6 +243,7 @@ export class Dispatcher {
     await this.flush();
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
     await this.db
       .query(
         `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, run_at = now()
@@ -388,7 +420,7 @@ export class Dispatcher {
       const delivery = claimedFromRow(row);
       const p = this.attempt(delivery).finally(() => {
         this.inflight.delete(delivery.id);
-        if (!this.stopping) this.wake();
+        if (!this.stopping) this.wakeSoon();
       });
       this.inflight.set(delivery.id, p);
     }
@@ -417,6 +449,7 @@ export class Dispatcher {
           headers,
           body: request.body,
           timeout: action.model.timeout,
+          untrustedHost: hostIsTemplated(action.model.url),
         });
       } catch (err) {
         if (!(err instanceof InvalidRequest)) throw err;
@@ -434,7 +467,7 @@ export class Dispatcher {
     const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt };
     if (channels.attempt.hasSubscribers) channels.attempt.publish(record);
     this.settleQueue.push({ record });
-    await this.flush();
+    await this.flushSoon();
   }
 
   /**
@@ -534,7 +567,7 @@ export class Dispatcher {
   private startBatch(members: ClaimedDelivery[], batchId: string): void {
     const p = this.attemptBatch(members, batchId).finally(() => {
       this.inflight.delete(batchId);
-      if (!this.stopping) this.wake();
+      if (!this.stopping) this.wakeSoon();
     });
     this.inflight.set(batchId, p);
   }
@@ -574,6 +607,7 @@ export class Dispatcher {
           headers,
           body: request.body,
           timeout: action.model.timeout,
+          untrustedHost: hostIsTemplated(action.model.url),
         });
       } catch (err) {
         if (!(err instanceof InvalidRequest)) throw err;
@@ -588,7 +622,7 @@ export class Dispatcher {
       if (channels.attempt.hasSubscribers && delivery === first) channels.attempt.publish(record);
       this.settleQueue.push({ record });
     }
-    await this.flush();
+    await this.flushSoon();
   }
 
   /**
