@@ -27,6 +27,11 @@ export async function loadMigrations(): Promise<Migration[]> {
   );
 }
 
+/** The NOTIFY channel the capture trigger wakes idle dispatchers on. */
+export function wakeChannel(schema: string): string {
+  return `fraiseql_wake_${schema.toLowerCase()}`;
+}
+
 /** The key of the advisory lock that serialises migrations across processes. */
 export const MIGRATION_LOCK_KEY = 7_355_608_100;
 
@@ -59,7 +64,11 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
     for (const m of migrations) {
       if (done.has(m.id)) continue;
       try {
-        await tx.exec(m.sql.replaceAll("__SCHEMA__", s));
+        await tx.exec(
+          m.sql
+            .replaceAll("__SCHEMA__", s)
+            .replaceAll("__WAKE_CHANNEL__", `'${wakeChannel(schema).replaceAll("'", "''")}'`),
+        );
       } catch (err) {
         throw new FraiseqlError(
           "FQL_MIGRATION_FAILED",

@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { type CapturedEvent, claimUnroutedEvents, markRouted, toCapturedEvent } from "../capture/outbox.js";
 import type { ResolvedConfig } from "../config/types.js";
 import type { Database, Queryable } from "../db/driver.js";
+import { wakeChannel } from "../db/migrate.js";
 import { type InternalTables, internalTables } from "../db/tables.js";
 import type { DeadLetter, DlqBackend } from "../dlq/types.js";
 import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
@@ -141,6 +142,7 @@ export class Dispatcher {
   private lastMaintenance = 0;
   private lastDlqLimits = 0;
   private wakeTimer: NodeJS.Timeout | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
   private flushScheduled: Promise<void> | undefined;
   /** Deliveries dead-lettered as upstream_failed by the settle in progress, announced after commit. */
   private cascadedDead: ClaimedDelivery[] = [];
@@ -244,6 +246,9 @@ export class Dispatcher {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    await this.unlisten?.().catch(() => {});
+    this.unlisten = undefined;
+    await this.setSleeping(false).catch(() => {});
     await this.db
       .query(
         `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, run_at = now()
@@ -274,6 +279,13 @@ export class Dispatcher {
 
   private async loop(): Promise<void> {
     let failures = 0;
+    let flagged = false;
+    try {
+      this.unlisten = await this.db.listen(wakeChannel(this.config.database.schema), () => this.wake());
+    } catch (error) {
+      // Without LISTEN the dispatcher still polls every poll_interval.
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+    }
     while (!this.stopping) {
       this.wakeRequested = false;
       try {
@@ -294,9 +306,21 @@ export class Dispatcher {
         }
         failures = 0;
         if (this.stopping) break;
+        const busy = routed > 0 || claimed > 0;
+        if (busy && flagged) {
+          flagged = false;
+          await this.setSleeping(false);
+        }
         if (this.wakeRequested) continue;
         if (routed === this.routeBatch) continue;
         if (claimed > 0 && this.inflight.size < this.concurrency) continue;
+        if (!busy && !flagged) {
+          // Ask writers to NOTIFY from now on, then look once more before sleeping: a change
+          // committed just before the flag was set is found by that look, not lost.
+          flagged = true;
+          await this.setSleeping(true);
+          continue;
+        }
         await sleep(this.config.webhooks.dispatch.pollInterval, this.wakeSignal);
       } catch (error) {
         failures++;
@@ -306,6 +330,17 @@ export class Dispatcher {
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)), this.wakeSignal);
       }
     }
+  }
+
+  /**
+   * The flag the capture trigger reads: true while some dispatcher is idle, so a write NOTIFYs
+   * it; false while dispatchers are busy, so writes under load pay nothing.
+   */
+  private async setSleeping(sleeping: boolean): Promise<void> {
+    await this.db.query(
+      `UPDATE ${this.t.schema}.dispatch_state SET sleeping = $1 WHERE id = 1 AND sleeping IS DISTINCT FROM $1`,
+      [sleeping],
+    );
   }
 
   /** Periodic housekeeping; a failure is reported and retried at the next interval. */

@@ -77,6 +77,14 @@ CREATE TABLE __SCHEMA__.delivery_attempts (
   PRIMARY KEY (delivery_id, attempt)
 );
 
+-- Whether a dispatcher is idle, waiting to be woken. The capture trigger sends a NOTIFY only
+-- then: under load the flag is false and a write pays no NOTIFY (which would serialise commits).
+CREATE TABLE __SCHEMA__.dispatch_state (
+  id       integer PRIMARY KEY CHECK (id = 1),
+  sleeping boolean NOT NULL DEFAULT false
+);
+INSERT INTO __SCHEMA__.dispatch_state (id) VALUES (1);
+
 -- Generic capture trigger function; the entity name is the trigger's first argument.
 CREATE FUNCTION __SCHEMA__.capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -96,6 +104,9 @@ BEGIN
   END IF;
   INSERT INTO __SCHEMA__.events (entity, table_schema, table_name, op, old_row, new_row, changed)
   VALUES (TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, o, n, ch);
+  IF (SELECT sleeping FROM __SCHEMA__.dispatch_state WHERE id = 1) THEN
+    PERFORM pg_notify(__WAKE_CHANNEL__, '');
+  END IF;
   RETURN NULL;
 END
 $fn$;
