@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { connect, StorageType } from "nats";
 import { natsDlq } from "../../src/dlq/nats.js";
 import type { DeadLetter } from "../../src/dlq/types.js";
 import { isFraiseqlError } from "../../src/errors.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { NATS_URL, natsHarness, natsSkipReason } from "./fixtures/backends.js";
 import { ago, DLQ_DEFAULTS, deadLetter, HOUR, MINUTE } from "./fixtures/dead-letters.js";
 
@@ -15,45 +16,6 @@ function isDlqWriteError(err: unknown): boolean {
   assert.ok(isFraiseqlError(err, "FQL_DLQ_WRITE"), `expected FQL_DLQ_WRITE, got ${String(err)}`);
   assert.equal(err.retryable, true);
   return true;
-}
-
-/** A TCP proxy in front of the NATS server that can be taken down and brought back on its port. */
-class TcpProxy {
-  port = 0;
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("error", () => undefined);
-        s.on("close", () => {
-          client.destroy();
-          upstream.destroy();
-          this.sockets.delete(s);
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.port, "127.0.0.1", () => resolve());
-    });
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-    const server = this.server;
-    this.server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
 }
 
 describe("NATS DLQ backend without a server", () => {

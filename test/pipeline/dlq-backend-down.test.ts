@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import type { Service } from "../../src/cli/serve.js";
+import { MockWebhookServer } from "../../src/testing/index.js";
+import { eventually, startTestService } from "../helpers/app.js";
+import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+
+const NATS_URL = process.env.TEST_NATS_URL;
+const skip = NATS_URL ? false : "needs a NATS server (TEST_NATS_URL)";
+
+describe("a DLQ backend that is down when a delivery fails", { skip }, () => {
+  let db: TestDatabase;
+  let mock: MockWebhookServer;
+  let proxy: TcpProxy;
+  let service: Service;
+
+  before(async () => {
+    db = await openTestDatabase();
+    mock = await MockWebhookServer.start({ defaultResponse: { status: 400 } });
+    const target = new URL(NATS_URL as string);
+    proxy = new TcpProxy({ host: target.hostname, port: Number(target.port || 4222) });
+    await proxy.start();
+    const tag = randomBytes(3).toString("hex");
+    service = await startTestService(
+      db,
+      `
+[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/orders"
+body = { order_id = "{{ id }}" }
+
+[webhooks.dispatch]
+poll_interval = "20ms"
+
+[webhooks.dlq]
+backend = "nats"
+url = "nats://127.0.0.1:${proxy.port}"
+stream = "DLQ_DOWN_${tag.toUpperCase()}"
+bucket = "dlq-down-${tag}"
+`,
+      { RECEIVER: mock.url },
+    );
+  });
+  after(async () => {
+    await service?.close();
+    await proxy?.stop();
+    await mock?.close();
+    await db?.close();
+  });
+
+  it("keeps the dead letter on the delivery row, and writes it once the backend is back", async () => {
+    await proxy.stop();
+    await db.query("INSERT INTO orders (total) VALUES (5)");
+    await mock.waitForCalls(1, 10_000);
+    // Dead, and its letter held in PostgreSQL while NATS is unreachable.
+    await eventually(
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'dead' AND dead_letter IS NOT NULL",
+        );
+        return rows[0]!.n === 1;
+      },
+      20_000,
+      "the dead letter to be held",
+    );
+    await proxy.start();
+    await eventually(
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE dead_letter IS NOT NULL",
+        );
+        return rows[0]!.n === 0;
+      },
+      60_000,
+      "the held letter to be written",
+    );
+    const entries = await service.app.dlq.list({});
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]!.reason, "http_4xx");
+    assert.deepEqual(entries[0]!.payload, { order_id: 1 });
+    assert.equal(mock.callCount, 1, "the webhook itself was not sent again");
+  });
+});
