@@ -107,3 +107,89 @@ concurrency = 64
     assert.deepEqual(rows, [{ status: "succeeded", n: EVENTS }]);
   });
 });
+
+describe("crash recovery of batches", { skip }, () => {
+  let db: TestDatabase;
+  let mock: MockWebhookServer;
+  let dir: string;
+  let config: string;
+
+  before(async () => {
+    db = await openTestDatabase();
+    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 150 } });
+    dir = await mkdtemp(join(tmpdir(), "fraiseql-crash-batch-"));
+    config = join(dir, "fraiseql.toml");
+    await writeFile(
+      config,
+      `[database]
+url = "${db.url}"
+
+[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "batch_order_analytics"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "${mock.url}/batch"
+batch = { size = 10, timeout = "300ms" }
+body = { orders = [{ id = "{{ id }}" }] }
+
+[webhooks.dispatch]
+poll_interval = "50ms"
+lease = "2s"
+`,
+    );
+    const migrated = runCli(["migrate", "--config", config]);
+    assert.equal(migrated.status, 0, migrated.stderr);
+  });
+  after(async () => {
+    await mock?.close();
+    await db?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("SIGKILL while batches fill and fly: every event arrives, and a batch always carries the same events", async () => {
+    const first = spawnCli(["worker", "--config", config]);
+    // Rows arrive over time, so batches are filling when the worker dies.
+    for (let i = 0; i < 30; i++) {
+      await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 10) AS g");
+      if (i === 15) {
+        await eventually(() => mock.callCount >= 3, 30_000, "some batches");
+        first.kill("SIGKILL");
+        assert.equal(await exited(first), "SIGKILL");
+      }
+    }
+    const second = spawnCli(["worker", "--config", config]);
+    const ids = () => new Set(mock.calls.flatMap((c) => c.json.orders.map((o: { id: number }) => o.id)));
+    try {
+      await eventually(() => ids().size === 300, 60_000, "all 300 events");
+      await eventually(
+        async () => {
+          const { rows } = await db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
+          );
+          return rows[0]!.n === 0;
+        },
+        60_000,
+        "every delivery recorded",
+      );
+    } finally {
+      second.kill("SIGTERM");
+    }
+    assert.equal(await exited(second), 0, second.output());
+    const byBatch = new Map<string, string>();
+    for (const call of mock.calls) {
+      const members: number[] = call.json.orders.map((o: { id: number }) => o.id);
+      assert.equal(new Set(members).size, members.length, "no event twice in a batch");
+      const key = JSON.stringify([...members].sort((a, b) => a - b));
+      const seen = byBatch.get(call.deliveryId as string);
+      if (seen !== undefined) assert.equal(key, seen, "a re-sent batch carries the same events");
+      byBatch.set(call.deliveryId as string, key);
+    }
+  });
+});
