@@ -14,7 +14,6 @@ CREATE TABLE __SCHEMA__.events (
   routed_at    timestamptz
 );
 CREATE INDEX events_unrouted_idx ON __SCHEMA__.events (id) WHERE routed_at IS NULL;
-CREATE INDEX events_created_at_idx ON __SCHEMA__.events (created_at);
 
 -- One delivery per event x action: the unit that is claimed, attempted, retried and dead-lettered.
 CREATE TABLE __SCHEMA__.deliveries (
