@@ -6,12 +6,13 @@ import { waitForMutationDeliveries } from "../delivery/sync.js";
 import { introspectTable } from "../entities/ddl.js";
 import { createAuthorizer } from "../graphql/auth.js";
 import { buildSchema } from "../graphql/schema.js";
-import { createGraphqlHandler, startHttpServer } from "../graphql/server.js";
+import { createGraphqlHandler, type RouteHandler, startHttpServer } from "../graphql/server.js";
 import { createLogger, type Logger, subscribeLogs } from "../log/index.js";
 import {
   createMetrics,
   type Metrics,
   type MetricsServer,
+  metricsRoute,
   readyCheck,
   startMetricsServer,
 } from "../metrics/index.js";
@@ -54,9 +55,11 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
   const ready = readyCheck(app.db, config.database.schema);
   try {
     await app.migrate();
-    if (config.observability.prometheus.enabled) {
-      // Subscribed before the dispatcher starts, so that its first attempts are counted.
+    // Subscribed before the dispatcher starts, so that its first attempts are counted. `serve`
+    // always has metrics (at /metrics on its own port); the Prometheus port is extra.
+    if (config.observability.prometheus.enabled || options.http !== false)
       metrics = createMetrics(config, app);
+    if (metrics && config.observability.prometheus.enabled) {
       metricsServer = await startMetricsServer({
         host: config.observability.prometheus.host,
         port: options.metricsPort ?? config.observability.prometheus.port,
@@ -96,8 +99,15 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
       server = await startHttpServer({
         host: config.server.host,
         port: options.port ?? config.server.port,
-        graphql: createGraphqlHandler(schema, authorizeOption(config)),
+        graphql: createGraphqlHandler(schema, {
+          ...authorizeOption(config),
+          maxBodyBytes: config.graphql.maxBodySize,
+          maxDepth: config.graphql.maxDepth,
+          maxComplexity: config.graphql.maxComplexity,
+          introspection: config.graphql.introspection,
+        }),
         ready,
+        ...(metrics ? { routes: { "/metrics": guarded(config, metricsRoute(metrics)) } } : {}),
       });
       url = server.url;
     }
@@ -122,6 +132,23 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
       metrics?.close();
       unsubscribeLogs();
     },
+  };
+}
+
+/** A route behind `[server.auth]`, like /graphql. */
+function guarded(config: ResolvedConfig, route: RouteHandler): RouteHandler {
+  const authorize = createAuthorizer(config.server.auth);
+  if (!authorize) return route;
+  return async (req, res) => {
+    if (!(await authorize(req))) {
+      res.writeHead(401, {
+        "content-type": "text/plain; charset=utf-8",
+        "www-authenticate": 'Bearer realm="fraiseql"',
+      });
+      res.end("missing or invalid credentials\n");
+      return;
+    }
+    await route(req, res);
   };
 }
 

@@ -12,4 +12,10 @@ export {
   type MetricsSource,
   UNKNOWN_ENTITY,
 } from "./metrics.js";
-export { type MetricsServer, type MetricsServerOptions, readyCheck, startMetricsServer } from "./server.js";
+export {
+  type MetricsServer,
+  type MetricsServerOptions,
+  metricsRoute,
+  readyCheck,
+  startMetricsServer,
+} from "./server.js";

@@ -2,7 +2,12 @@ import type { Queryable } from "../db/driver.js";
 import { loadMigrations } from "../db/migrate.js";
 import { quoteIdent } from "../db/tables.js";
 import { FraiseqlError } from "../errors.js";
-import { type HttpServerOptions, type ReadyResult, startHttpServer } from "../graphql/server.js";
+import {
+  type HttpServerOptions,
+  type ReadyResult,
+  type RouteHandler,
+  startHttpServer,
+} from "../graphql/server.js";
 import type { Metrics } from "./metrics.js";
 
 /** Options of {@link startMetricsServer}. */
@@ -27,6 +32,23 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** The `GET /metrics` handler (Prometheus text format), also mounted on `serve`'s own port. */
+export function metricsRoute(metrics: Metrics): RouteHandler {
+  return async (req, res) => {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" });
+      res.end("method not allowed\n");
+      return;
+    }
+    const text = await metrics.text();
+    res.writeHead(200, {
+      "content-type": metrics.contentType,
+      "content-length": String(Buffer.byteLength(text)),
+    });
+    res.end(req.method === "HEAD" ? undefined : text);
+  };
+}
+
 /**
  * Serves `GET /metrics` (Prometheus text format), `GET /health` (200 while the process runs) and
  * `GET /ready` (200 when `ready` passes, 503 with the reason otherwise), as the GraphQL server
@@ -42,21 +64,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       port: options.port ?? 9090,
       ...(options.ready === undefined ? {} : { ready: options.ready }),
       ...(options.onError === undefined ? {} : { onError: options.onError }),
-      routes: {
-        "/metrics": async (req, res) => {
-          if (req.method !== "GET" && req.method !== "HEAD") {
-            res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" });
-            res.end("method not allowed\n");
-            return;
-          }
-          const text = await metrics.text();
-          res.writeHead(200, {
-            "content-type": metrics.contentType,
-            "content-length": String(Buffer.byteLength(text)),
-          });
-          res.end(req.method === "HEAD" ? undefined : text);
-        },
-      },
+      routes: { "/metrics": metricsRoute(metrics) },
     });
     return { url: server.url, port: server.port, close: () => server.close() };
   } catch (err) {

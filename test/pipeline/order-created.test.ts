@@ -117,4 +117,12 @@ describe("seed pattern: order created -> signed webhook", () => {
     );
     assert.deepEqual(rows, [{ status: 200, outcome: "success", attempt: 1 }]);
   });
+
+  it("serve exposes the seed's metrics at /metrics on its own port", async () => {
+    const res = await fetch(`${service.url}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /^fraiseql_webhook_total\{observer="on_order_created"\} 1$/m);
+    assert.match(text, /^fraiseql_webhook_duration_seconds_count\{observer="on_order_created",status="success"\} 1$/m);
+  });
 });
