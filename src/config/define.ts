@@ -158,6 +158,14 @@ export interface ServerInput {
     /** jwt: required `aud`. */
     audience?: string;
   };
+  /** Largest GraphQL request body; larger ones get 413. (Default: "1MiB") */
+  max_body_size?: Size;
+  /** Deepest field nesting of a GraphQL operation, introspection excluded. (Default: 10) */
+  max_depth?: number;
+  /** Largest operation complexity: fields, multiplied by the page size of the lists above them. (Default: 50000) */
+  max_complexity?: number;
+  /** Whether `__schema`/`__type` may be queried. (Default: true on a loopback host, else false) */
+  introspection?: boolean;
 }
 
 /** `[webhooks]` */
@@ -166,6 +174,17 @@ export interface WebhooksInput {
   timeout?: Duration;
   /** http(s) URL for local testing (e.g. a tunnel). (Default: none) */
   test_url?: string;
+  /**
+   * Host names (`*.` wildcards allowed), IP addresses and CIDR ranges that webhooks may reach
+   * even when private, e.g. a templated host on an internal network. (Default: [])
+   */
+  allowed_hosts?: readonly string[];
+  /** Check the address of every request, hosts written in the config included. (Default: false) */
+  block_private_networks?: boolean;
+  /** PEM file of CA certificates trusted for HTTPS besides the bundled roots, relative to the config file. (Default: none) */
+  ca?: string;
+  /** Largest request body sent; larger ones are dead-lettered unsent as invalid_request. (Default: "1MB") */
+  max_payload_size?: Size;
   retry?: RetryInput;
   dispatch?: {
     /** (Default: true) */

@@ -11,7 +11,9 @@
  * declaratively below; cross-key rules are checked after the tables are read.
  */
 
+import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { allowedHostProblem } from "../delivery/address-policy.js";
 import { parseEncryptionKey } from "../delivery/encryption.js";
 import { standardWebhookKey } from "../delivery/signing.js";
 import { type ErrorCode, type ErrorLocation, FraiseqlError, withLocation } from "../errors.js";
@@ -431,6 +433,10 @@ const readServerTable = table({
   host: dflt(nonEmpty, "127.0.0.1"),
   port: dflt(integer(0, 65535), 4000),
   auth: sub(readAuth),
+  max_body_size: dflt(size, 1024 * 1024),
+  max_depth: dflt(integer(1), 10),
+  max_complexity: dflt(integer(1), 50_000),
+  introspection: opt(boolean),
 });
 
 const readDispatch = table({
@@ -521,7 +527,7 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
     schema: db.schema,
     retention: db.retention,
   };
-  const server = readServer(top.server, ["server"], ctx);
+  const { server, graphql } = readServer(top.server, ["server"], ctx);
   const webhooks = readWebhooks(top.webhooks, ["webhooks"], ctx);
   checkRetry(webhooks.retry, ["webhooks", "retry"], ctx, "");
   secretOfUrl(webhooks.dlq.url, ctx);
@@ -535,6 +541,7 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
     file,
     database,
     server,
+    graphql,
     entities,
     observers,
     webhooks,
@@ -582,8 +589,16 @@ function secretOfUrl(text: string, ctx: Ctx): void {
 
 const LOOPBACK = /^(127(\.\d{1,3}){3}|::1|\[::1\]|localhost)$/i;
 
-function readServer(value: unknown, serverPath: Path, ctx: Ctx): ResolvedConfig["server"] {
-  const server = readServerTable(value, serverPath, ctx);
+function readServer(
+  value: unknown,
+  serverPath: Path,
+  ctx: Ctx,
+): { server: ResolvedConfig["server"]; graphql: ResolvedConfig["graphql"] } {
+  const { maxBodySize, maxDepth, maxComplexity, introspection, ...server } = readServerTable(
+    value,
+    serverPath,
+    ctx,
+  );
   const auth = server.auth;
   const path: Path = [...serverPath, "auth"];
   for (const token of auth.tokens) ctx.secret(token);
@@ -598,14 +613,18 @@ function readServer(value: unknown, serverPath: Path, ctx: Ctx): ResolvedConfig[
       'set secret = "${JWT_SECRET}" or public_key',
     );
   }
-  if (auth.mode === "none" && !LOOPBACK.test(server.host)) {
+  const loopback = LOOPBACK.test(server.host);
+  if (auth.mode === "none" && !loopback) {
     ctx.fail(
       [...serverPath, "host"],
       `host ${JSON.stringify(server.host)} is not a loopback address, and [server.auth] mode is "none"`,
-      'without authentication the server only listens on loopback: set [server.auth] mode = "bearer" or "jwt", or host = "127.0.0.1"',
+      'without authentication the server only listens on loopback: set [server.auth] mode = "bearer" with tokens = ["${API_TOKEN}"] (or mode = "jwt" with a secret or public_key), or host = "127.0.0.1"',
     );
   }
-  return server;
+  return {
+    server,
+    graphql: { maxBodySize, maxDepth, maxComplexity, introspection: introspection ?? loopback },
+  };
 }
 
 function readSigning(value: unknown, path: Path, ctx: Ctx): SigningConfig {
@@ -639,9 +658,44 @@ function readSigning(value: unknown, path: Path, ctx: Ctx): SigningConfig {
   };
 }
 
+/** A `[webhooks] allowed_hosts` entry: host name, `*.` wildcard, IP address or CIDR range. */
+const allowedHost = string(
+  allowedHostProblem,
+  'e.g. "hooks.internal", "*.internal.example", "10.1.2.3", "10.0.0.0/8", "::1", "fd00::/8"',
+);
+
+/** A PEM file named by path (relative to the config file); its text is the value. */
+const pemFile: Reader<string> = (value: unknown, path: Path, ctx: Ctx) => {
+  const { text } = readText(value, path, ctx);
+  const file = resolve(ctx.env.baseDir ?? process.cwd(), text);
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "unreadable";
+    ctx.fail(
+      path,
+      `cannot read the CA file ${file} (${code})`,
+      "give the path of a PEM file, relative to the config file",
+    );
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    ctx.fail(
+      path,
+      `${file} holds no PEM certificate`,
+      'a PEM file starts with "-----BEGIN CERTIFICATE-----"',
+    );
+  }
+  return pem;
+};
+
 const readWebhooks = table({
   timeout: dflt(duration, 30_000),
   test_url: opt(httpUrl()),
+  allowed_hosts: dflt(list(allowedHost), [] as string[]),
+  block_private_networks: dflt(boolean, false),
+  ca: opt(pemFile),
+  max_payload_size: dflt(size, 1_000_000),
   retry: sub(readRetry),
   dispatch: sub(readDispatch),
   batching: sub(readBatching),

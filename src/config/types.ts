@@ -195,6 +195,20 @@ export interface ResolvedConfig {
       readonly audience: string | undefined;
     };
   };
+  /** Limits of `POST /graphql`, set by keys of `[server]`. */
+  readonly graphql: {
+    /** Largest GraphQL request body, bytes; larger ones get 413. (Default: 1 MiB, 1048576) */
+    readonly maxBodySize: number;
+    /** Deepest field nesting of a GraphQL operation (introspection fields excluded). (Default: 10) */
+    readonly maxDepth: number;
+    /**
+     * Largest complexity of a GraphQL operation: each field counts 1, multiplied by the page size
+     * of every list above it (`limit`, or 100 without one). (Default: 50000)
+     */
+    readonly maxComplexity: number;
+    /** Whether `__schema` and `__type` may be queried. (Default: true on a loopback host, else false) */
+    readonly introspection: boolean;
+  };
   readonly entities: readonly EntityModel[];
   readonly observers: readonly ObserverModel[];
   readonly webhooks: {
@@ -211,6 +225,20 @@ export interface ResolvedConfig {
     };
     readonly signing: SigningConfig;
     readonly dlq: DlqConfig;
+    /**
+     * Hosts, addresses and CIDR ranges that requests may reach even when private: exceptions to
+     * the outbound address policy. (Default: [])
+     */
+    readonly allowedHosts: readonly string[];
+    /**
+     * Check every request's address, hosts written in the config included (by default only hosts
+     * that come from event data are checked). (Default: false)
+     */
+    readonly blockPrivateNetworks: boolean;
+    /** PEM text of `[webhooks] ca`, trusted for HTTPS besides the bundled roots. (Default: none) */
+    readonly ca: string | undefined;
+    /** Largest request body sent, bytes; larger ones are dead-lettered unsent. (Default: 1 MB, 1000000) */
+    readonly maxPayloadSize: number;
   };
   readonly observability: {
     readonly prometheus: {

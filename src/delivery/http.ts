@@ -1,4 +1,13 @@
-import { Pool } from "undici";
+import { rootCertificates } from "node:tls";
+import { buildConnector, Pool } from "undici";
+import type { ResolvedConfig } from "../config/types.js";
+import {
+  AddressRefused,
+  createAddressPolicy,
+  guardConnector,
+  type HostLookup,
+  systemLookup,
+} from "./address-policy.js";
 import { type AttemptOutcome, parseRetryAfter } from "./retry.js";
 
 /** One HTTP attempt as the dispatcher hands it to the sender. */
@@ -9,6 +18,13 @@ export interface HttpAttempt {
   readonly body: string;
   /** ms */
   readonly timeout: number;
+  /**
+   * True when the url's host came from event data (a `{{ }}` placeholder in the host part of
+   * the action's url, see `hostIsTemplated`): the address connected to is then checked against
+   * the outbound address policy. (Default: false: the host was written in the config and is
+   * trusted, unless the sender's `blockPrivateNetworks` is on)
+   */
+  readonly untrustedHost?: boolean;
 }
 
 /** What came back, classified for the retry decision. */
@@ -34,37 +50,133 @@ export interface UndiciSenderOptions {
   excerptBytes?: number;
   /** Pipelining depth per connection. (Default: 1) */
   pipelining?: number;
+  /**
+   * Hosts, addresses and CIDR ranges that checked requests may reach even when private
+   * (`[webhooks] allowed_hosts`). (Default: [])
+   */
+  allowedHosts?: readonly string[];
+  /** Check every request, not only those whose host came from event data. (Default: false) */
+  blockPrivateNetworks?: boolean;
+  /**
+   * PEM certificates trusted for HTTPS in addition to Node's bundled roots (`[webhooks] ca`).
+   * Certificates are always verified. (Default: none)
+   */
+  ca?: string | readonly string[];
+  /**
+   * Largest request body sent, in bytes; a larger one is an `invalid_request` outcome and is
+   * never sent (`[webhooks] max_payload_size`). (Default: 1000000)
+   */
+  maxPayloadSize?: number;
+  /** Resolver for checked hosts; tests inject one. (Default: `dns.lookup` with `all: true`) */
+  lookup?: HostLookup;
+  /**
+   * Pools kept open for checked origins (hosts chosen by event data can be many); beyond this
+   * the least recently used one is closed once its requests finish. (Default: 256)
+   */
+  maxCheckedPools?: number;
+}
+
+/** Default of {@link UndiciSenderOptions.maxPayloadSize} and `[webhooks] max_payload_size`. */
+export const DEFAULT_MAX_PAYLOAD_SIZE = 1_000_000;
+
+/** The sender options that `[webhooks]` sets: address policy, extra CA, payload limit. */
+export function senderOptionsFromConfig(config: ResolvedConfig): UndiciSenderOptions {
+  const w = config.webhooks;
+  return {
+    allowedHosts: w.allowedHosts,
+    blockPrivateNetworks: w.blockPrivateNetworks,
+    maxPayloadSize: w.maxPayloadSize,
+    ...(w.ca === undefined ? {} : { ca: w.ca }),
+  };
 }
 
 const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
 
+function invalidRequest(message: string, durationMs: number): HttpResult {
+  return { outcome: { kind: "invalid_request", message }, excerpt: undefined, error: message, durationMs };
+}
+
 /**
  * Sends attempts through one undici `Pool` per origin (keep-alive connections reused across
- * deliveries), which is several times faster than `fetch` on this path.
+ * deliveries), which is several times faster than `fetch` on this path. Redirects are never
+ * followed (a 3xx is the receiver's answer). TLS certificates are always verified, against
+ * Node's roots plus `ca`; `NODE_TLS_REJECT_UNAUTHORIZED=0` does not turn that off.
+ *
+ * Requests whose host came from event data (`untrustedHost`), and every request with
+ * `blockPrivateNetworks`, go through separate pools whose connections resolve the host once and
+ * check the address they connect to (see `address-policy.ts`); a refused address is an
+ * `invalid_request` outcome naming the host and the rule. Hosts written in the config keep the
+ * plain pools: no extra lookup on the hot path.
  */
 export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSender {
   const pools = new Map<string, Pool>();
+  const checkedPools = new Map<string, Pool>();
   const excerptBytes = options.excerptBytes ?? 1024;
-  const poolFor = (origin: string): Pool => {
-    let pool = pools.get(origin);
-    if (!pool) {
-      pool = new Pool(origin, {
-        connections: options.connections ?? 64,
-        pipelining: options.pipelining ?? 1,
-        keepAliveTimeout: 30_000,
-      });
-      pools.set(origin, pool);
+  const maxPayload = options.maxPayloadSize ?? DEFAULT_MAX_PAYLOAD_SIZE;
+  const maxChecked = Math.max(1, options.maxCheckedPools ?? 256);
+  const policy = createAddressPolicy({
+    ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
+    blockPrivateNetworks: options.blockPrivateNetworks ?? false,
+  });
+  const extraCa = options.ca === undefined ? [] : typeof options.ca === "string" ? [options.ca] : options.ca;
+  // Passing rejectUnauthorized explicitly keeps verification on even when the environment says otherwise.
+  const connector = buildConnector({
+    rejectUnauthorized: true,
+    ...(extraCa.length > 0 ? { ca: [...rootCertificates, ...extraCa] } : {}),
+  });
+  const why = policy.blockPrivateNetworks
+    ? "[webhooks] block_private_networks is on"
+    : "the url's host comes from event data (a {{ }} placeholder)";
+  const checkedConnector = guardConnector(connector, policy, options.lookup ?? systemLookup, why);
+  const newPool = (origin: string, connect: typeof connector) =>
+    new Pool(origin, {
+      connections: options.connections ?? 64,
+      pipelining: options.pipelining ?? 1,
+      keepAliveTimeout: 30_000,
+      connect,
+    });
+  const poolFor = (origin: string, checked: boolean): Pool => {
+    if (!checked) {
+      let pool = pools.get(origin);
+      if (!pool) {
+        pool = newPool(origin, connector);
+        pools.set(origin, pool);
+      }
+      return pool;
     }
+    let pool = checkedPools.get(origin);
+    if (pool) {
+      // Most recently used last, so the first entry is the one to close.
+      checkedPools.delete(origin);
+    } else {
+      pool = newPool(origin, checkedConnector);
+      if (checkedPools.size >= maxChecked) {
+        const [oldest, old] = checkedPools.entries().next().value as [string, Pool];
+        checkedPools.delete(oldest);
+        void old.close().catch(() => {});
+      }
+    }
+    checkedPools.set(origin, pool);
     return pool;
   };
 
   return {
     async send(attempt) {
       const started = performance.now();
+      if (attempt.method !== "GET" && attempt.body.length > maxPayload / 3) {
+        const size = Buffer.byteLength(attempt.body);
+        if (size > maxPayload) {
+          return invalidRequest(
+            `the body is ${size} bytes, over [webhooks] max_payload_size (${maxPayload} bytes); it was not sent`,
+            0,
+          );
+        }
+      }
       const url = new URL(attempt.url);
       const signal = AbortSignal.timeout(attempt.timeout);
       try {
-        const res = await poolFor(url.origin).request({
+        const checked = attempt.untrustedHost === true || policy.blockPrivateNetworks;
+        const res = await poolFor(url.origin, checked).request({
           path: url.pathname + url.search,
           method: attempt.method as "POST",
           headers: attempt.headers as Record<string, string>,
@@ -97,6 +209,7 @@ export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSende
         };
       } catch (err) {
         const durationMs = performance.now() - started;
+        if (err instanceof AddressRefused) return invalidRequest(err.message, durationMs);
         const e = err as { code?: string; name?: string; message?: string };
         if (signal.aborted || e.name === "TimeoutError" || (e.code && TIMEOUT_CODES.has(e.code))) {
           return {
@@ -116,8 +229,10 @@ export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSende
       }
     },
     async close() {
-      await Promise.all([...pools.values()].map((p) => p.close().catch(() => {})));
+      const all = [...pools.values(), ...checkedPools.values()];
       pools.clear();
+      checkedPools.clear();
+      await Promise.all(all.map((p) => p.close().catch(() => {})));
     },
   };
 }

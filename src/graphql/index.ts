@@ -1,5 +1,11 @@
 export { type AuthConfig, type AuthorizerOptions, createAuthorizer, verifyJwt } from "./auth.js";
 export { pgErrorToGraphql } from "./errors.js";
+export {
+  DEFAULT_MAX_COMPLEXITY,
+  DEFAULT_MAX_DEPTH,
+  type OperationLimits,
+  operationLimitRules,
+} from "./limits.js";
 export { GraphQLDateTime, GraphQLJSON } from "./scalars.js";
 export {
   buildSchema,

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { GraphQLError, type GraphQLSchema } from "graphql";
 import { createHandler } from "graphql-http";
 import { FraiseqlError } from "../errors.js";
+import { operationLimitRules } from "./limits.js";
 import { createGraphqlContext, type GraphqlContext } from "./schema.js";
 
 /** A node request listener. */
@@ -19,6 +20,17 @@ export interface GraphqlHandlerOptions {
   authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
   /** Receives unexpected errors (bugs, failed writes of the response), for logging. (Default: none) */
   onError?: (err: unknown) => void;
+  /** Deepest field nesting of an operation, introspection excluded (`{ orders { id } }` is 2). (Default: 10) */
+  maxDepth?: number;
+  /**
+   * Largest operation complexity: each field counts 1, times the page size (`limit`, else 100)
+   * of every list field above it. (Default: 50000)
+   */
+  maxComplexity?: number;
+  /** Whether `__schema` and `__type` may be queried. (Default: true) */
+  introspection?: boolean;
+  /** The `maxLimit` given to `buildSchema`, to cost lists as they will be served. (Default: 1000) */
+  maxListLimit?: number;
 }
 
 /** Default of {@link GraphqlHandlerOptions.maxBodyBytes}. */
@@ -108,7 +120,9 @@ function formatError(onError: ((err: unknown) => void) | undefined) {
  * The GraphQL-over-HTTP endpoint for a schema from `buildSchema`: `POST` with a JSON body
  * (`{"query","variables","operationName"}`) for queries and mutations, `GET ?query=` for queries
  * only. Responses are JSON; what `afterMutation` returned is under `extensions.webhooks`. Bodies
- * over `maxBodyBytes` get 413, unauthorised requests 401.
+ * over `maxBodyBytes` get 413, unauthorised requests 401; operations deeper than `maxDepth`, more
+ * complex than `maxComplexity`, or introspecting while `introspection` is off are refused with
+ * a validation error (FQL_GRAPHQL_INPUT) before anything runs.
  */
 export function createGraphqlHandler(
   schema: GraphQLSchema,
@@ -119,6 +133,18 @@ export function createGraphqlHandler(
     schema,
     context: () => createGraphqlContext(),
     formatError: formatError(options.onError),
+    validationRules: (_req, args, specified) => [
+      ...specified,
+      ...operationLimitRules(
+        {
+          ...(options.maxDepth === undefined ? {} : { maxDepth: options.maxDepth }),
+          ...(options.maxComplexity === undefined ? {} : { maxComplexity: options.maxComplexity }),
+          ...(options.introspection === undefined ? {} : { introspection: options.introspection }),
+          ...(options.maxListLimit === undefined ? {} : { maxListLimit: options.maxListLimit }),
+        },
+        args.variableValues ?? {},
+      ),
+    ],
     onOperation: (_req, args, result) => {
       const webhooks = args.contextValue?.webhooks.extension;
       if (webhooks === undefined) return;

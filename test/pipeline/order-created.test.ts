@@ -123,6 +123,9 @@ describe("seed pattern: order created -> signed webhook", () => {
     assert.equal(res.status, 200);
     const text = await res.text();
     assert.match(text, /^fraiseql_webhook_total\{observer="on_order_created"\} 1$/m);
-    assert.match(text, /^fraiseql_webhook_duration_seconds_count\{observer="on_order_created",status="success"\} 1$/m);
+    assert.match(
+      text,
+      /^fraiseql_webhook_duration_seconds_count\{observer="on_order_created",status="success"\} 1$/m,
+    );
   });
 });
