@@ -173,7 +173,11 @@ export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSende
         }
       }
       const url = new URL(attempt.url);
-      const signal = AbortSignal.timeout(attempt.timeout);
+      // No timer per request (an AbortSignal.timeout cost a quarter of the throughput): undici's
+      // headersTimeout bounds the wait for the answer, bodyTimeout each silence in the body, and a
+      // body still arriving after the deadline is cut below.
+      const deadline = started + attempt.timeout;
+      let overDeadline = false;
       try {
         const checked = attempt.untrustedHost === true || policy.blockPrivateNetworks;
         const res = await poolFor(url.origin, checked).request({
@@ -183,7 +187,6 @@ export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSende
           body: attempt.method === "GET" ? null : attempt.body,
           headersTimeout: attempt.timeout,
           bodyTimeout: attempt.timeout,
-          signal,
         });
         let excerpt = "";
         let size = 0;
@@ -193,6 +196,19 @@ export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSende
             excerpt += buf.subarray(0, excerptBytes - size).toString("utf8");
           }
           size += (chunk as Buffer).length;
+          if (performance.now() > deadline) {
+            overDeadline = true;
+            res.body.destroy();
+            break;
+          }
+        }
+        if (overDeadline) {
+          return {
+            outcome: { kind: "timeout" },
+            excerpt: undefined,
+            error: `the response did not finish within ${attempt.timeout}ms`,
+            durationMs: performance.now() - started,
+          };
         }
         const durationMs = performance.now() - started;
         const status = res.statusCode;
@@ -211,7 +227,7 @@ export function createUndiciSender(options: UndiciSenderOptions = {}): HttpSende
         const durationMs = performance.now() - started;
         if (err instanceof AddressRefused) return invalidRequest(err.message, durationMs);
         const e = err as { code?: string; name?: string; message?: string };
-        if (signal.aborted || e.name === "TimeoutError" || (e.code && TIMEOUT_CODES.has(e.code))) {
+        if (e.name === "TimeoutError" || (e.code && TIMEOUT_CODES.has(e.code))) {
           return {
             outcome: { kind: "timeout" },
             excerpt: undefined,
