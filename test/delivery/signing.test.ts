@@ -15,6 +15,7 @@ import {
   verifyWebhook,
 } from "../../src/delivery/signing.js";
 import { isFraiseqlError } from "../../src/errors.js";
+import { SEED_VERIFY_PY } from "../helpers/seed-receiver.js";
 
 const NOW = 1_707_604_800;
 const BODY = '{"id":"42","status":"shipped","note":"café ☕"}';
@@ -206,29 +207,7 @@ describe("fraiseql scheme", () => {
 describe("the receiver in the FraiseQL documentation (Python)", () => {
   // verify_webhook is copied verbatim from the FraiseQL document; only the indentation, lost in
   // that document's text, is restored.
-  const script = `
-import hmac
-import hashlib
-import time
-def verify_webhook(payload: bytes, signature: str, timestamp: str, secret: str) -> bool:
-    # Check timestamp freshness (prevent replay attacks)
-    ts = int(timestamp)
-    if abs(time.time() - ts) > 300: # 5 minute window
-        return False
-    # Compute expected signature
-    message = f"{timestamp}.".encode() + payload
-    expected = "sha256=" + hmac.new(
-        secret.encode(),
-        message,
-        hashlib.sha256
-    ).hexdigest()
-    # Constant-time comparison
-    return hmac.compare_digest(signature, expected)
-
-import base64, json, sys
-cases = json.load(sys.stdin)
-print(json.dumps([verify_webhook(base64.b64decode(c["payload"]), c["signature"], c["timestamp"], c["secret"]) for c in cases]))
-`;
+  const script = SEED_VERIFY_PY;
 
   it("accepts our signature and rejects tampering", { skip: noPython }, () => {
     const secret = "whs-🔑-secret";

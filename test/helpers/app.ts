@@ -1,8 +1,11 @@
+import { after, before } from "node:test";
 import { type Service, startService } from "../../src/cli/serve.js";
 import { parseConfig } from "../../src/config/load.js";
 import type { ResolvedConfig } from "../../src/config/types.js";
 import type { Database } from "../../src/db/driver.js";
 import type { HttpSender } from "../../src/delivery/http.js";
+import { MockWebhookServer, type MockWebhookServerOptions } from "../../src/testing/index.js";
+import { openTestDatabase, type TestDatabase } from "./db.js";
 
 /** Resolves a TOML text the way `fraiseql` does at startup, with the given environment. */
 export function configFrom(toml: string, env: Record<string, string> = {}): ResolvedConfig {
@@ -45,4 +48,37 @@ export async function gql(url: string, query: string, variables?: Record<string,
     body: JSON.stringify({ query, variables }),
   });
   return res.json();
+}
+
+/** The database, receiver and running service of one pipeline test suite. */
+export interface PipelineFixture {
+  readonly db: TestDatabase;
+  readonly mock: MockWebhookServer;
+  readonly service: Service;
+}
+
+/**
+ * Registers before/after hooks in the current `describe` that open a fresh test database, start
+ * a MockWebhookServer, and start the service from `toml` with `RECEIVER` set to the receiver's
+ * URL (plus `env`); all closed after the suite. The returned object is filled in by `before`.
+ */
+export function usePipeline(
+  toml: string,
+  options: { env?: Record<string, string>; receiver?: MockWebhookServerOptions } = {},
+): PipelineFixture {
+  const fixture = {} as { db: TestDatabase; mock: MockWebhookServer; service: Service };
+  before(async () => {
+    fixture.db = await openTestDatabase();
+    fixture.mock = await MockWebhookServer.start(options.receiver);
+    fixture.service = await startTestService(fixture.db, toml, {
+      RECEIVER: fixture.mock.url,
+      ...options.env,
+    });
+  });
+  after(async () => {
+    await fixture.service?.close();
+    await fixture.mock?.close();
+    await fixture.db?.close();
+  });
+  return fixture;
 }

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { Service } from "../../src/cli/serve.js";
-import { MockWebhookServer } from "../../src/testing/index.js";
-import { gql, startTestService } from "../helpers/app.js";
-import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { describe, it } from "node:test";
+import { gql, usePipeline } from "../helpers/app.js";
 
 // The seed's fan_out_user_registration, as written in the document (URLs pointed at a local receiver).
 const TOML = `
@@ -42,55 +39,42 @@ poll_interval = "20ms"
 `;
 
 describe("seed pattern: fan-out routing by data", () => {
-  let db: TestDatabase;
-  let mock: MockWebhookServer;
-  let service: Service;
-
-  before(async () => {
-    db = await openTestDatabase();
-    mock = await MockWebhookServer.start();
-    service = await startTestService(db, TOML, { RECEIVER: mock.url });
-  });
-  after(async () => {
-    await service?.close();
-    await mock?.close();
-    await db?.close();
-  });
+  const fx = usePipeline(TOML);
 
   async function signUp(email: string, country: string): Promise<string> {
     const res = await gql(
-      service.url as string,
+      fx.service.url as string,
       `mutation($input: CreateUserInput!) { createUser(input: $input) { id } }`,
       { input: { email, country, created_at: "2025-02-10T12:00:00Z" } },
     );
     assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-    await service.app.dispatcher.waitForIdle();
+    await fx.service.app.dispatcher.waitForIdle();
     return res.data.createUser.id;
   }
 
-  const paths = () => mock.calls.map((c) => c.path).sort();
+  const paths = () => fx.mock.calls.map((c) => c.path).sort();
 
   it("a US user reaches the CRM and analytics", async () => {
-    mock.reset();
+    fx.mock.reset();
     await signUp("us@example.com", "US");
     assert.deepEqual(paths(), ["/analytics/signup", "/crm/contacts"]);
-    assert.deepEqual(mock.callsTo("/crm/contacts")[0]!.json, { email: "us@example.com", country: "US" });
+    assert.deepEqual(fx.mock.callsTo("/crm/contacts")[0]!.json, { email: "us@example.com", country: "US" });
   });
 
   it("a German user reaches GDPR (gdpr_required as the boolean true) and analytics", async () => {
-    mock.reset();
+    fx.mock.reset();
     const id = await signUp("de@example.com", "DE");
     assert.deepEqual(paths(), ["/analytics/signup", "/gdpr/register"]);
-    const gdpr = mock.callsTo("/gdpr/register")[0]!.json;
+    const gdpr = fx.mock.callsTo("/gdpr/register")[0]!.json;
     assert.deepEqual(gdpr, { email: "de@example.com", country: "DE", gdpr_required: true });
     assert.strictEqual(gdpr.gdpr_required, true);
-    const analytics = mock.callsTo("/analytics/signup")[0]!.json;
+    const analytics = fx.mock.callsTo("/analytics/signup")[0]!.json;
     assert.equal(String(analytics.user_id), id);
     assert.equal(Date.parse(analytics.signup_date), Date.parse("2025-02-10T12:00:00Z"));
   });
 
   it("a Japanese user reaches analytics only", async () => {
-    mock.reset();
+    fx.mock.reset();
     await signUp("jp@example.com", "JP");
     assert.deepEqual(paths(), ["/analytics/signup"]);
   });

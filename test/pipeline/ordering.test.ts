@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { Service } from "../../src/cli/serve.js";
-import { MockWebhookServer } from "../../src/testing/index.js";
-import { startTestService } from "../helpers/app.js";
-import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { describe, it } from "node:test";
+import { usePipeline } from "../helpers/app.js";
 
 const ROWS = 20;
 const UPDATES = 50;
@@ -43,39 +40,27 @@ function lcg(seed: number): () => number {
 }
 
 describe('ordering = "per_key"', () => {
-  let db: TestDatabase;
-  let mock: MockWebhookServer;
-  let service: Service;
-
-  before(async () => {
-    db = await openTestDatabase();
-    mock = await MockWebhookServer.start();
-    service = await startTestService(db, TOML, { RECEIVER: mock.url });
-  });
-  after(async () => {
-    await service?.close();
-    await mock?.close();
-    await db?.close();
-  });
+  const fx = usePipeline(TOML);
 
   it(`${UPDATES} updates to each of ${ROWS} rows, with a receiver failing at random, arrive in commit order per row`, async () => {
     const random = lcg(20250210);
-    mock.respond(() => (random() < 0.25 ? { status: 500 } : undefined));
-    await db.query(`INSERT INTO stocks (version) SELECT 0 FROM generate_series(1, ${ROWS})`);
-    const { rows: ids } = await db.query<{ id: string }>("SELECT id FROM stocks ORDER BY id");
+    fx.mock.respond(() => (random() < 0.25 ? { status: 500 } : undefined));
+    await fx.db.query(`INSERT INTO stocks (version) SELECT 0 FROM generate_series(1, ${ROWS})`);
+    const { rows: ids } = await fx.db.query<{ id: string }>("SELECT id FROM stocks ORDER BY id");
     for (let round = 0; round < UPDATES; round++) {
-      for (const { id } of ids) await db.query("UPDATE stocks SET version = version + 1 WHERE id = $1", [id]);
+      for (const { id } of ids)
+        await fx.db.query("UPDATE stocks SET version = version + 1 WHERE id = $1", [id]);
     }
-    await service.app.dispatcher.waitForIdle(120_000);
+    await fx.service.app.dispatcher.waitForIdle(120_000);
 
     const byRow = new Map<number, { version: number; ok: boolean }[]>();
-    for (const call of mock.calls) {
+    for (const call of fx.mock.calls) {
       const list = byRow.get(call.json.id) ?? [];
       list.push({ version: call.json.version, ok: true });
       byRow.set(call.json.id, list);
     }
     assert.equal(byRow.size, ROWS);
-    const { rows: dead } = await db.query<{ n: number }>(
+    const { rows: dead } = await fx.db.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
     );
     assert.equal(dead[0]!.n, 0, "every delivery succeeded in the end");
@@ -93,6 +78,6 @@ describe('ordering = "per_key"', () => {
         `row ${row}: every version, in order`,
       );
     }
-    assert.ok(mock.callCount > ROWS * UPDATES, "some attempts failed and were retried");
+    assert.ok(fx.mock.callCount > ROWS * UPDATES, "some attempts failed and were retried");
   });
 });

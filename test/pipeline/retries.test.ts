@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, it } from "node:test";
-import type { Service } from "../../src/cli/serve.js";
-import { MockWebhookServer } from "../../src/testing/index.js";
-import { startTestService } from "../helpers/app.js";
-import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { beforeEach, describe, it } from "node:test";
+import { usePipeline } from "../helpers/app.js";
 
 const TOML = `
 [[entities]]
@@ -44,27 +41,14 @@ interface DlqRow {
 }
 
 describe("retries and the dead letter queue", () => {
-  let db: TestDatabase;
-  let mock: MockWebhookServer;
-  let service: Service;
-
-  before(async () => {
-    db = await openTestDatabase();
-    mock = await MockWebhookServer.start();
-    service = await startTestService(db, TOML, { RECEIVER: mock.url });
-  });
-  after(async () => {
-    await service?.close();
-    await mock?.close();
-    await db?.close();
-  });
+  const fx = usePipeline(TOML);
   beforeEach(async () => {
-    await service.app.dispatcher.waitForIdle();
-    mock.reset();
+    await fx.service.app.dispatcher.waitForIdle();
+    fx.mock.reset();
   });
 
   async function pay(amount: number): Promise<string> {
-    const { rows } = await db.query<{ id: string }>(
+    const { rows } = await fx.db.query<{ id: string }>(
       "INSERT INTO payments (amount) VALUES ($1) RETURNING id",
       [amount],
     );
@@ -72,7 +56,7 @@ describe("retries and the dead letter queue", () => {
   }
 
   async function dlqFor(paymentId: string): Promise<DlqRow[]> {
-    const { rows } = await db.query<DlqRow>(
+    const { rows } = await fx.db.query<DlqRow>(
       "SELECT observer, entity, event, delivery_id::text, attempts, last_status, reason, payload FROM webhook_dlq WHERE (payload->>'payment_id') = $1",
       [paymentId],
     );
@@ -80,20 +64,20 @@ describe("retries and the dead letter queue", () => {
   }
 
   it("500, 500, 200: three requests, one delivery id, attempts 1, 2, 3", async () => {
-    mock.script([{ status: 500 }, { status: 500 }, { status: 200 }]);
+    fx.mock.script([{ status: 500 }, { status: 500 }, { status: 200 }]);
     const id = await pay(10);
-    await mock.waitForCalls(3, 10_000);
-    await service.app.dispatcher.waitForIdle();
-    assert.equal(mock.callCount, 3);
+    await fx.mock.waitForCalls(3, 10_000);
+    await fx.service.app.dispatcher.waitForIdle();
+    assert.equal(fx.mock.callCount, 3);
     assert.deepEqual(
-      mock.calls.map((c) => c.attempt),
+      fx.mock.calls.map((c) => c.attempt),
       [1, 2, 3],
     );
-    assert.equal(new Set(mock.calls.map((c) => c.deliveryId)).size, 1);
+    assert.equal(new Set(fx.mock.calls.map((c) => c.deliveryId)).size, 1);
     assert.deepEqual(await dlqFor(id), []);
-    const { rows } = await db.query<{ status: number }>(
+    const { rows } = await fx.db.query<{ status: number }>(
       "SELECT status FROM fraiseql.delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
-      [mock.calls[0]!.deliveryId],
+      [fx.mock.calls[0]!.deliveryId],
     );
     assert.deepEqual(
       rows.map((r) => r.status),
@@ -102,17 +86,17 @@ describe("retries and the dead letter queue", () => {
   });
 
   it("400: one request and a DLQ row at once", async () => {
-    mock.script([{ status: 400, body: "bad payload" }]);
+    fx.mock.script([{ status: 400, body: "bad payload" }]);
     const id = await pay(20);
-    await mock.waitForCalls(1, 10_000);
-    await service.app.dispatcher.waitForIdle();
-    assert.equal(mock.callCount, 1);
+    await fx.mock.waitForCalls(1, 10_000);
+    await fx.service.app.dispatcher.waitForIdle();
+    assert.equal(fx.mock.callCount, 1);
     const dead = await dlqFor(id);
     assert.equal(dead.length, 1);
     assert.equal(dead[0]!.observer, "on_payment_created");
     assert.equal(dead[0]!.entity, "Payment");
     assert.equal(dead[0]!.event, "INSERT");
-    assert.equal(dead[0]!.delivery_id, mock.calls[0]!.deliveryId);
+    assert.equal(dead[0]!.delivery_id, fx.mock.calls[0]!.deliveryId);
     assert.equal(dead[0]!.attempts, 1);
     assert.equal(dead[0]!.last_status, 400);
     assert.equal(dead[0]!.reason, "http_4xx");
@@ -120,11 +104,11 @@ describe("retries and the dead letter queue", () => {
   });
 
   it("a receiver that never answers gets max_attempts tries and a DLQ row", async () => {
-    mock.script([{ hang: true }, { hang: true }, { hang: true }]);
+    fx.mock.script([{ hang: true }, { hang: true }, { hang: true }]);
     const id = await pay(30);
-    await mock.waitForCalls(3, 10_000);
-    await service.app.dispatcher.waitForIdle();
-    assert.equal(mock.callCount, 3);
+    await fx.mock.waitForCalls(3, 10_000);
+    await fx.service.app.dispatcher.waitForIdle();
+    assert.equal(fx.mock.callCount, 3);
     const dead = await dlqFor(id);
     assert.equal(dead.length, 1);
     assert.equal(dead[0]!.attempts, 3);
@@ -133,14 +117,14 @@ describe("retries and the dead letter queue", () => {
   });
 
   it("the documented DLQ query works as written", async () => {
-    const { rows } = await db.query<{ observer: string; count: string }>(
+    const { rows } = await fx.db.query<{ observer: string; count: string }>(
       "SELECT observer, COUNT(*), MAX(failed_at) FROM webhook_dlq GROUP BY observer ORDER BY COUNT(*) DESC",
     );
     assert.deepEqual(
       rows.map((r) => [r.observer, Number(r.count)]),
       [["on_payment_created", 2]],
     );
-    const recent = await db.query(
+    const recent = await fx.db.query(
       "SELECT * FROM webhook_dlq WHERE failed_at > NOW() - INTERVAL '24 hours' ORDER BY failed_at DESC",
     );
     assert.equal(recent.rows.length, 2);
