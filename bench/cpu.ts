@@ -1,7 +1,7 @@
 /**
- * Where the CPU went during a measured phase: this process, the receiver child, the PostgreSQL
- * backends of the benchmark database (when the server is local) and the whole machine (Linux
- * `/proc/stat`). On a small or shared machine this tells whether a figure is limited by the
+ * Where the CPU went during a measured phase: this process, the receiver child, worker processes
+ * the benchmark started, the PostgreSQL backends of the benchmark database (when the server is
+ * local) and the whole machine (Linux `/proc/stat`). On a small or shared machine this tells whether a figure is limited by the
  * benchmark process, the receiver, the database, or something else running at the time.
  */
 
@@ -19,6 +19,8 @@ export interface CpuUse {
   readonly eventLoop: number;
   /** The receiver child process. */
   readonly receiver: number;
+  /** The worker processes started by the benchmark, together (read from `/proc`); undefined without any. */
+  readonly workers?: number | undefined;
   /**
    * The PostgreSQL backends serving the benchmark database, when the server runs on this machine
    * (read from `/proc`); undefined otherwise.
@@ -35,6 +37,7 @@ interface Sample {
   readonly loop: EventLoopUtilization;
   readonly selfMicros: number;
   readonly receiverMicros: number;
+  readonly workerTicks: ReadonlyMap<number, number> | undefined;
   readonly postgresTicks: ReadonlyMap<number, number> | undefined;
   readonly machineBusy: number | undefined;
   readonly machineTotal: number | undefined;
@@ -81,6 +84,8 @@ export interface CpuProbeSources {
   readonly cores: number;
   /** Process ids of the PostgreSQL backends to account for. (Default: none) */
   readonly postgresPids?: () => Promise<number[]>;
+  /** Process ids of the worker processes to account for. (Default: none) */
+  readonly workerPids?: () => readonly number[];
 }
 
 /** Measures {@link CpuUse} between `start()` and `stop()`. */
@@ -94,6 +99,7 @@ export class CpuProbe {
     const receiverMicros = await this.sources.receiverMicros();
     const pids = this.sources.postgresPids ? await this.sources.postgresPids().catch(() => []) : undefined;
     const postgresTicks = pids ? processTicks(pids) : undefined;
+    const workerTicks = this.sources.workerPids ? processTicks(this.sources.workerPids()) : undefined;
     const self = process.cpuUsage();
     const ticks = machineTicks();
     return {
@@ -101,6 +107,7 @@ export class CpuProbe {
       loop: performance.eventLoopUtilization(),
       selfMicros: self.user + self.system,
       receiverMicros,
+      workerTicks,
       postgresTicks,
       machineBusy: ticks?.busy,
       machineTotal: ticks?.total,
@@ -122,17 +129,13 @@ export class CpuProbe {
       const total = (end.machineTotal ?? 0) - (begin.machineTotal ?? 0);
       machine = total > 0 ? ((end.machineBusy - begin.machineBusy) / total) * this.sources.cores : undefined;
     }
-    let postgres: number | undefined;
-    if (end.postgresTicks && end.postgresTicks.size > 0) {
-      let ticks = 0;
-      // A backend that started during the phase counts from zero.
-      for (const [pid, t] of end.postgresTicks) ticks += t - (begin.postgresTicks?.get(pid) ?? 0);
-      postgres = (ticks * MICROS_PER_TICK) / wallMicros;
-    }
+    const postgres = ticksBetween(begin.postgresTicks, end.postgresTicks, wallMicros);
+    const workers = ticksBetween(begin.workerTicks, end.workerTicks, wallMicros);
     this.last = {
       bench: (end.selfMicros - begin.selfMicros) / wallMicros,
       eventLoop: performance.eventLoopUtilization(end.loop, begin.loop).utilization,
       receiver: (end.receiverMicros - begin.receiverMicros) / wallMicros,
+      ...(workers === undefined ? {} : { workers }),
       postgres,
       machine,
       cores: this.sources.cores,
@@ -144,6 +147,19 @@ export class CpuProbe {
   get result(): CpuUse | undefined {
     return this.last;
   }
+}
+
+/** Cores used by the processes of `end` between the two samples; undefined without any process. */
+function ticksBetween(
+  begin: ReadonlyMap<number, number> | undefined,
+  end: ReadonlyMap<number, number> | undefined,
+  wallMicros: number,
+): number | undefined {
+  if (!end || end.size === 0) return undefined;
+  let ticks = 0;
+  // A process that started during the phase counts from zero.
+  for (const [pid, t] of end) ticks += t - (begin?.get(pid) ?? 0);
+  return (ticks * MICROS_PER_TICK) / wallMicros;
 }
 
 /** The time-weighted mean of several measurements; undefined when there are none. */
@@ -159,6 +175,7 @@ export function mergeCpu(parts: readonly { use: CpuUse; seconds: number }[]): Cp
     bench: mean((u) => u.bench) ?? 0,
     eventLoop: mean((u) => u.eventLoop) ?? 0,
     receiver: mean((u) => u.receiver) ?? 0,
+    workers: mean((u) => u.workers),
     postgres: mean((u) => u.postgres),
     machine: mean((u) => u.machine),
     cores: first.use.cores,
@@ -166,20 +183,21 @@ export function mergeCpu(parts: readonly { use: CpuUse; seconds: number }[]): Cp
 }
 
 /**
- * Cores used by processes other than the bench, the receiver and the measured PostgreSQL
+ * Cores used by processes other than the bench, the receiver, the workers and the measured PostgreSQL
  * backends (other PostgreSQL processes such as the WAL writer included); undefined off Linux.
  */
 export function otherCpu(use: CpuUse): number | undefined {
   if (use.machine === undefined) return undefined;
-  return Math.max(0, use.machine - use.bench - use.receiver - (use.postgres ?? 0));
+  return Math.max(0, use.machine - use.bench - use.receiver - (use.workers ?? 0) - (use.postgres ?? 0));
 }
 
-/** `bench 0.97 (event loop 95% busy), receiver 0.41, postgres 0.50, other 0.05 (machine 1.93 of 2 cores)`. */
+/** `bench 0.97 (event loop 95% busy), receiver 0.41, workers 1.10, postgres 0.50, other 0.05 (machine 1.93 of 2 cores)`. */
 export function describeCpu(use: CpuUse): string {
   const parts = [
     `bench ${use.bench.toFixed(2)} (event loop ${Math.round(use.eventLoop * 100)}% busy)`,
     `receiver ${use.receiver.toFixed(2)}`,
   ];
+  if (use.workers !== undefined) parts.push(`workers ${use.workers.toFixed(2)}`);
   if (use.postgres !== undefined) parts.push(`postgres ${use.postgres.toFixed(2)}`);
   const other = otherCpu(use);
   if (other !== undefined) parts.push(`other ${other.toFixed(2)}`);

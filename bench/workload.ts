@@ -102,3 +102,117 @@ export function bulkInsertSql(table: string): string {
 export function singleInsertSql(table: string): string {
   return `INSERT INTO public.${table} (customer_email, total, status) VALUES ($1, $2, $3)`;
 }
+
+/** Table of the latency figure: one row per event, `sent_ms` set by the server at insert time. */
+export const LATENCY_TABLE = "bench_latency";
+
+/** What a worker's configuration file holds, for {@link workerToml}. */
+export interface WorkerTomlOptions {
+  /** `[database] url`. */
+  readonly databaseUrl: string;
+  readonly receiverUrl: string;
+  /**
+   * - `orders`: the drain's observer on `bench_orders` (the seed's templated body, bearer header);
+   * - `orders-array`: the same events with the order inside an `orders` array, the body shape a
+   *   batched action sends (one element per event), so that the batching figure compares like
+   *   with like;
+   * - `latency`: an observer on `bench_latency` whose body carries the row's `id` and `sent_ms`.
+   */
+  readonly observer: "orders" | "orders-array" | "latency";
+  /** `batch = { size, timeout }` on the action. (Default: none) */
+  readonly batch?: { readonly size: number; readonly timeout: string };
+  /** `[webhooks.dispatch] poll_interval`. (Default: not written, so the product default, 200ms) */
+  readonly pollInterval?: string;
+  /** `[webhooks.dispatch] lease`. (Default: not written, so the product default, 5s) */
+  readonly lease?: string;
+  /** `[webhooks.retry] max_attempts`. (Default: not written, so the product default, 3) */
+  readonly maxAttempts?: number;
+  /** `[webhooks.rate_limiting]`. (Default: not written, so rate limiting stays off) */
+  readonly rateLimit?: { readonly maxPerSecond: number; readonly burst: number };
+}
+
+function tomlString(value: string): string {
+  return JSON.stringify(value);
+}
+
+/**
+ * The text of a worker's `fraiseql.toml`: the database, the three tables of the benchmark (so that
+ * every figure's database has the same schema), one observer, signing on, and only the dispatch
+ * keys asked for; everything else keeps the product's defaults.
+ */
+export function workerToml(options: WorkerTomlOptions): string {
+  const receiver = options.receiverUrl;
+  const batch = options.batch
+    ? `\nbatch = { size = ${options.batch.size}, timeout = "${options.batch.timeout}" }`
+    : "";
+  let observer: string;
+  if (options.observer === "latency") {
+    observer = `
+[[observers]]
+name = "bench_latency"
+entity = "BenchLatency"
+event = "INSERT"
+
+[[observers.actions]]
+type = "webhook"
+url = ${tomlString(`${receiver}/hooks/latency`)}
+body = { id = "{{ id }}", sent_ms = "{{ sent_ms }}" }${batch}
+`;
+  } else {
+    const order = `{ order_id = "{{ id }}", customer_email = "{{ customer_email }}", total = "{{ total }}" }`;
+    const body =
+      options.observer === "orders"
+        ? `{ event = "order.created", order_id = "{{ id }}", customer_email = "{{ customer_email }}", total = "{{ total }}", timestamp = "{{ _timestamp }}" }`
+        : `{ event = "orders.created", orders = [${order}] }`;
+    observer = `
+[[observers]]
+name = "bench_order_created"
+entity = "BenchOrder"
+event = "INSERT"
+
+[[observers.actions]]
+type = "webhook"
+url = ${tomlString(`${receiver}/hooks/orders`)}
+method = "POST"
+headers = { Authorization = "Bearer ${BENCH_API_KEY}" }
+body = ${body}${batch}
+`;
+  }
+  const sections: string[] = [];
+  const dispatch = [
+    options.pollInterval === undefined ? "" : `poll_interval = "${options.pollInterval}"`,
+    options.lease === undefined ? "" : `lease = "${options.lease}"`,
+  ].filter((line) => line !== "");
+  if (dispatch.length > 0) sections.push(`[webhooks.dispatch]\n${dispatch.join("\n")}`);
+  if (options.maxAttempts !== undefined)
+    sections.push(`[webhooks.retry]\nmax_attempts = ${options.maxAttempts}`);
+  if (options.rateLimit !== undefined) {
+    const { maxPerSecond, burst } = options.rateLimit;
+    sections.push(
+      `[webhooks.rate_limiting]\nenabled = true\nmax_per_second = ${maxPerSecond}\nburst = ${burst}`,
+    );
+  }
+  return `[database]
+url = ${tomlString(options.databaseUrl)}
+
+[[entities]]
+name = "BenchOrder"
+table = "${DRAIN_TABLE}"
+${FIELDS}
+[[entities]]
+name = "BenchLatency"
+table = "${LATENCY_TABLE}"
+[entities.fields]
+id = "ID"
+sent_ms = "Float"
+${observer}
+[webhooks.signing]
+enabled = true
+secret = ${tomlString(BENCH_SECRET)}
+${sections.map((section) => `\n${section}\n`).join("")}`;
+}
+
+/** {@link workerToml}, resolved as the worker resolves it (to open the same pipeline in this process). */
+export function workerConfig(options: WorkerTomlOptions): ResolvedConfig {
+  return parseConfig(workerToml(options), { file: "bench-worker.toml", env: {} });
+}

@@ -30,6 +30,9 @@ const DLQ_LIMITS_INTERVAL = 60_000;
 const MAX_IN_MEMORY_WAIT = 1_000;
 /** How long the loop waits after an attempt finished before it looks for more work, ms. */
 const WAKE_COALESCE_MS = 2;
+/** After its last work, the loop keeps looking every IDLE_POLL_MS for IDLE_SPIN_MS before it sleeps. */
+const IDLE_SPIN_MS = 100;
+const IDLE_POLL_MS = 5;
 
 /**
  * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
@@ -280,6 +283,7 @@ export class Dispatcher {
   private async loop(): Promise<void> {
     let failures = 0;
     let flagged = false;
+    let idleSince = Date.now();
     try {
       this.unlisten = await this.db.listen(wakeChannel(this.config.database.schema), () => this.wake());
     } catch (error) {
@@ -314,7 +318,14 @@ export class Dispatcher {
         if (this.wakeRequested) continue;
         if (routed === this.routeBatch) continue;
         if (claimed > 0 && this.inflight.size < this.concurrency) continue;
+        if (busy) idleSince = Date.now();
         if (!busy && !flagged) {
+          // Just idle: look again shortly for a while before asking writers to NOTIFY. Under a
+          // steady trickle of writes the flag then stays down (no NOTIFY, no flag updates).
+          if (Date.now() - idleSince < IDLE_SPIN_MS) {
+            await sleep(Math.min(IDLE_POLL_MS, this.config.webhooks.dispatch.pollInterval), this.wakeSignal);
+            continue;
+          }
           // Ask writers to NOTIFY from now on, then look once more before sleeping: a change
           // committed just before the flag was set is found by that look, not lost.
           flagged = true;
