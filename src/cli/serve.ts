@@ -180,8 +180,21 @@ function onShutdown(close: () => Promise<void>): Promise<number> {
 const COMMON = { config: { type: "string" } } as const;
 
 export async function runServe(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs("serve", args, { ...COMMON, port: { type: "string" } }, false);
-  const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
+  const { values } = parseCommandArgs(
+    "serve",
+    args,
+    { ...COMMON, port: { type: "string" }, insecure: { type: "boolean" } },
+    false,
+  );
+  const config = await loadConfig({
+    ...(values.config === undefined ? {} : { path: values.config }),
+    ...(values.insecure ? { insecure: true } : {}),
+  });
+  if (values.insecure && config.server.auth.mode === "none") {
+    process.stderr.write(
+      `WARNING: --insecure: the GraphQL API on ${config.server.host} accepts requests without credentials. Put it behind an authenticating proxy, or set [server.auth].\n`,
+    );
+  }
   const service = await startService(config, values.port === undefined ? {} : { port: Number(values.port) });
   process.stderr.write(
     `fraiseql serving GraphQL at ${service.url}/graphql (${service.app.db.kind}), dispatcher ${service.app.dispatcher.workerId}\n`,

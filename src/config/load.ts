@@ -61,6 +61,8 @@ export interface LoadConfigOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** More entities and observers, after those of the file and its includes. (Default: none) */
   readonly extra?: ExtraDefinitions;
+  /** Allow an unauthenticated API on a non-loopback host (`serve --insecure`). (Default: false) */
+  readonly insecure?: boolean;
 }
 
 /**
@@ -116,7 +118,13 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
   observers.push(...(options.extra?.observers ?? []));
 
   try {
-    return resolveConfig(raw, { ...fileOptions, source: text, env, extra: { entities, observers } });
+    return resolveConfig(raw, {
+      ...fileOptions,
+      source: text,
+      env,
+      extra: { entities, observers },
+      ...(options.insecure ? { insecure: true } : {}),
+    });
   } catch (err) {
     throw relocate(err, fromModules);
   }

@@ -50,6 +50,11 @@ export interface ResolveOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Directory for `include` and `${file:...}` paths. (Default: the file's directory, else the working directory) */
   readonly baseDir?: string;
+  /**
+   * Allow `[server.auth] mode = "none"` on a host that is not loopback (`fraiseql serve
+   * --insecure`), for an API reached only through an authenticating proxy. (Default: false)
+   */
+  readonly insecure?: boolean;
   /** Entities and observers declared in TypeScript modules, appended after the TOML ones. */
   readonly extra?: {
     readonly entities?: readonly unknown[];
@@ -527,7 +532,7 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
     schema: db.schema,
     retention: db.retention,
   };
-  const { server, graphql } = readServer(top.server, ["server"], ctx);
+  const { server, graphql } = readServer(top.server, ["server"], ctx, options.insecure === true);
   const webhooks = readWebhooks(top.webhooks, ["webhooks"], ctx);
   checkRetry(webhooks.retry, ["webhooks", "retry"], ctx, "");
   secretOfUrl(webhooks.dlq.url, ctx);
@@ -593,6 +598,7 @@ function readServer(
   value: unknown,
   serverPath: Path,
   ctx: Ctx,
+  insecure: boolean,
 ): { server: ResolvedConfig["server"]; graphql: ResolvedConfig["graphql"] } {
   const { maxBodySize, maxDepth, maxComplexity, introspection, ...server } = readServerTable(
     value,
@@ -614,11 +620,11 @@ function readServer(
     );
   }
   const loopback = LOOPBACK.test(server.host);
-  if (auth.mode === "none" && !loopback) {
+  if (auth.mode === "none" && !loopback && !insecure) {
     ctx.fail(
       [...serverPath, "host"],
       `host ${JSON.stringify(server.host)} is not a loopback address, and [server.auth] mode is "none"`,
-      'without authentication the server only listens on loopback: set [server.auth] mode = "bearer" with tokens = ["${API_TOKEN}"] (or mode = "jwt" with a secret or public_key), or host = "127.0.0.1"',
+      'without authentication the server only listens on loopback: set [server.auth] mode = "bearer" with tokens = ["${API_TOKEN}"] (or mode = "jwt" with a secret or public_key), or host = "127.0.0.1"; behind an authenticating proxy, run fraiseql serve --insecure',
     );
   }
   return {
