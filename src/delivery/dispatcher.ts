@@ -294,7 +294,7 @@ export class Dispatcher {
       this.wakeRequested = false;
       try {
         const now = Date.now();
-        if (now - this.lastReclaim > this.leaseMs / 2) {
+        if (now - this.lastReclaim > this.leaseMs / 4) {
           this.lastReclaim = now;
           await this.reclaimExpired();
         }
@@ -370,12 +370,27 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Takes back deliveries whose lease ran out, and those of processes that stopped beating: a
+   * process renews its heartbeat every lease/3, so one silent for two beats is taken for dead
+   * and its work is sent again without waiting for the rest of the lease (a process that was
+   * only stalled then sends duplicates, which at-least-once allows).
+   */
   private async reclaimExpired(): Promise<void> {
     const { rowCount } = await this.db.query(
       `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, updated_at = now()
-        WHERE status = 'running' AND locked_until < now()`,
+        WHERE status = 'running'
+          AND (locked_until < now()
+               OR locked_by IN (SELECT id FROM ${this.t.workers}
+                                 WHERE id <> $2 AND heartbeat_at < now() - $1 * interval '1 millisecond'))`,
+      [(this.leaseMs * 2) / 3, this.workerId],
     );
     if (rowCount > 0) this.wakeRequested = true;
+    // Rows of processes long gone.
+    await this.db.query(
+      `DELETE FROM ${this.t.workers} WHERE heartbeat_at < now() - $1 * interval '1 millisecond'`,
+      [this.leaseMs * 20],
+    );
   }
 
   /**
