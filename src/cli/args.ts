@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { parseDuration } from "../config/units.js";
 import { FraiseqlError } from "../errors.js";
 
 /** parseArgs with errors turned into FQL_USAGE paragraphs. */
@@ -21,5 +22,32 @@ export function parseCommandArgs<T extends Options>(
     throw new FraiseqlError("FQL_USAGE", `${command}: ${(err as Error).message}`, {
       hint: `Run "fraiseql help" for the list of commands and options.`,
     });
+  }
+}
+
+/** A `--since`-style value: a duration back from now (24h, 7d) or a date (2025-02-10). */
+export function timeArg(value: string | undefined, key: string): Date | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return new Date(Date.now() - parseDuration(value));
+  } catch (err) {
+    const at = new Date(value);
+    if (!Number.isNaN(at.getTime())) return at;
+    throw new FraiseqlError(
+      "FQL_USAGE",
+      `${key}: "${value}" is neither a duration (24h, 7d) nor a date (2025-02-10)`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/** A duration option such as `--delay 30s`, in ms. */
+export function durationArg(value: string, key: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new FraiseqlError("FQL_USAGE", `${key}: "${value}" is not a duration (30s, 5m)`, { cause: err });
   }
 }

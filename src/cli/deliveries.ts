@@ -1,12 +1,11 @@
 import { openFraiseql } from "../app.js";
 import { loadConfig } from "../config/load.js";
 import type { ResolvedConfig } from "../config/types.js";
-import { parseDuration } from "../config/units.js";
 import type { Queryable } from "../db/driver.js";
 import { internalTables } from "../db/tables.js";
 import { FraiseqlError } from "../errors.js";
 import { createRedactor, type Redactor } from "../redact.js";
-import { parseCommandArgs } from "./args.js";
+import { parseCommandArgs, timeArg } from "./args.js";
 
 /**
  * `--status` of `fraiseql deliveries list`:
@@ -346,19 +345,6 @@ function statusArg(value: string | undefined): DeliveryStatusFilter | undefined 
   });
 }
 
-function sinceArg(value: string | undefined): Date | undefined {
-  if (value === undefined) return undefined;
-  try {
-    return new Date(Date.now() - parseDuration(value));
-  } catch (err) {
-    const at = new Date(value);
-    if (!Number.isNaN(at.getTime())) return at;
-    throw new FraiseqlError("FQL_USAGE", `--since: "${value}" is neither a duration (24h, 7d) nor a date`, {
-      cause: err,
-    });
-  }
-}
-
 function limitArg(value: string | undefined): number {
   if (value === undefined) return 50;
   const n = Number(value);
@@ -385,7 +371,7 @@ export async function runDeliveries(args: string[]): Promise<number> {
     limit: { type: "string" },
   });
   const status = statusArg(values.status);
-  const since = sinceArg(values.since);
+  const since = timeArg(values.since, "--since");
   const limit = limitArg(values.limit);
   if (sub === "show" && positionals.length !== 1) {
     throw new FraiseqlError("FQL_USAGE", "deliveries show takes one delivery id", {

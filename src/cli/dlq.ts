@@ -1,41 +1,15 @@
 import { openFraiseql } from "../app.js";
 import { loadConfig } from "../config/load.js";
-import { parseDuration } from "../config/units.js";
 import { replayDlq } from "../dlq/replay.js";
 import type { DeadLetter } from "../dlq/types.js";
 import { FraiseqlError } from "../errors.js";
-import { parseCommandArgs } from "./args.js";
+import { durationArg, parseCommandArgs, timeArg } from "./args.js";
 
 function formatRow(d: DeadLetter): string {
   const status = d.last_status === null ? "-" : String(d.last_status);
   return [d.id, d.failed_at, d.observer, d.reason, status, String(d.attempts), `${d.method} ${d.url}`].join(
     "  ",
   );
-}
-
-function sinceArg(value: string | undefined, key: string): Date | undefined {
-  if (value === undefined) return undefined;
-  try {
-    return new Date(Date.now() - parseDuration(value));
-  } catch (err) {
-    const at = new Date(value);
-    if (!Number.isNaN(at.getTime())) return at;
-    throw new FraiseqlError(
-      "FQL_USAGE",
-      `${key}: "${value}" is neither a duration (24h, 7d) nor a date (2025-02-10)`,
-      {
-        cause: err,
-      },
-    );
-  }
-}
-
-function durationArg(value: string, key: string): number {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new FraiseqlError("FQL_USAGE", `${key}: "${value}" is not a duration (30s, 5m)`, { cause: err });
-  }
 }
 
 /** A progress bar on a terminal (stderr), plain lines otherwise. */
@@ -91,7 +65,7 @@ export async function runDlq(args: string[]): Promise<number> {
   try {
     await app.migrate();
     if (sub === "list") {
-      const failedAfter = sinceArg(values.since, "--since");
+      const failedAfter = timeArg(values.since, "--since");
       const entries = await app.dlq.list({
         ...(failedAfter ? { failedAfter } : {}),
         ...(values.observer ? { observer: values.observer } : {}),
@@ -120,7 +94,7 @@ export async function runDlq(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "replay") {
-      const failedAfter = sinceArg(values["failed-after"], "--failed-after");
+      const failedAfter = timeArg(values["failed-after"], "--failed-after");
       const progress = progressReporter();
       const result = await replayDlq(
         { db: app.db, dlq: app.dlq, schema: config.database.schema },
@@ -145,7 +119,7 @@ export async function runDlq(args: string[]): Promise<number> {
       for (const s of result.skipped) process.stdout.write(`  skipped ${s.id}: ${s.reason}\n`);
       return 0;
     }
-    const olderThan = sinceArg(values["older-than"], "--older-than") ?? new Date();
+    const olderThan = timeArg(values["older-than"], "--older-than") ?? new Date();
     const removed = await app.dlq.purge(olderThan);
     process.stdout.write(`purged ${removed} dead letters\n`);
     return 0;

@@ -78,6 +78,7 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
         ),
       );
       const tables = internalTables(config.database.schema);
+      const authorize = createAuthorizer(config.server.auth);
       const schema = buildSchema(config.entities, {
         db: app.db,
         columns,
@@ -100,14 +101,14 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
         host: config.server.host,
         port: options.port ?? config.server.port,
         graphql: createGraphqlHandler(schema, {
-          ...authorizeOption(config),
+          ...(authorize ? { authorize } : {}),
           maxBodyBytes: config.graphql.maxBodySize,
           maxDepth: config.graphql.maxDepth,
           maxComplexity: config.graphql.maxComplexity,
           introspection: config.graphql.introspection,
         }),
         ready,
-        ...(metrics ? { routes: { "/metrics": guarded(config, metricsRoute(metrics)) } } : {}),
+        ...(metrics ? { routes: { "/metrics": guarded(authorize, metricsRoute(metrics)) } } : {}),
       });
       url = server.url;
     }
@@ -136,8 +137,7 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
 }
 
 /** A route behind `[server.auth]`, like /graphql. */
-function guarded(config: ResolvedConfig, route: RouteHandler): RouteHandler {
-  const authorize = createAuthorizer(config.server.auth);
+function guarded(authorize: Authorize | undefined, route: RouteHandler): RouteHandler {
   if (!authorize) return route;
   return async (req, res) => {
     if (!(await authorize(req))) {
@@ -152,10 +152,7 @@ function guarded(config: ResolvedConfig, route: RouteHandler): RouteHandler {
   };
 }
 
-function authorizeOption(config: ResolvedConfig) {
-  const authorize = createAuthorizer(config.server.auth);
-  return authorize ? { authorize } : {};
-}
+type Authorize = NonNullable<ReturnType<typeof createAuthorizer>>;
 
 function onShutdown(close: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {

@@ -1206,7 +1206,7 @@ export function deepFreeze<T>(value: T): T {
  * syntax (a secret holding "{{" would otherwise be parsed, and shown in the parse error).
  */
 function isTemplatePath(path: Path): boolean {
-  const i = path.findIndex((seg) => seg === "actions");
+  const i = path.indexOf("actions");
   if (i < 0) return false;
   const key = path[i + 2];
   return key === "url" || key === "headers" || key === "body";

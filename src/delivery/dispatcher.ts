@@ -10,7 +10,13 @@ import type { DeadLetter, DlqBackend } from "../dlq/types.js";
 import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { hostIsTemplated } from "./address-policy.js";
-import { createUndiciSender, type HttpResult, type HttpSender, senderOptionsFromConfig } from "./http.js";
+import {
+  createUndiciSender,
+  type HttpResult,
+  type HttpSender,
+  invalidRequest,
+  senderOptionsFromConfig,
+} from "./http.js";
 import { RateLimiter } from "./rate-limit.js";
 import {
   attemptHeaders,
@@ -479,56 +485,13 @@ export class Dispatcher {
     );
     for (const row of rows) {
       const delivery = claimedFromRow(row);
-      const p = this.attempt(delivery).finally(() => {
+      const p = this.attempt([delivery]).finally(() => {
         this.inflight.delete(delivery.id);
         if (!this.stopping) this.wakeSoon();
       });
       this.inflight.set(delivery.id, p);
     }
     return rows.length;
-  }
-
-  private async attempt(delivery: ClaimedDelivery): Promise<void> {
-    const startedAt = new Date();
-    const observer = this.registry.byName.get(delivery.observer);
-    const action = observer?.actions[delivery.actionIndex];
-    let request: RenderedRequest | undefined;
-    let headers: Record<string, string> | undefined;
-    let result: HttpResult;
-    if (!observer || !action) {
-      result = invalid(
-        `observer ${delivery.observer} action ${delivery.actionIndex} is not configured any more`,
-      );
-    } else {
-      try {
-        request = renderRequest(delivery.event, observer, action);
-        if (!(await this.throttle(request.url, [delivery.id]))) return;
-        headers = attemptHeaders(request, delivery.id, delivery.attempt, this.config.webhooks.signing);
-        result = await this.sender.send({
-          url: request.url,
-          method: request.method,
-          headers,
-          body: request.body,
-          timeout: action.model.timeout,
-          untrustedHost: hostIsTemplated(action.model.url),
-        });
-      } catch (err) {
-        if (!(err instanceof InvalidRequest)) throw err;
-        result = invalid(err.message);
-      }
-    }
-    const policy = observer?.model.retry ?? this.config.webhooks.retry;
-    const decision = decideRetry(
-      policy,
-      delivery.attempt - delivery.attemptBase,
-      result.outcome,
-      this.random,
-    );
-    this.noteRateLimited(request?.url, result);
-    const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt };
-    if (channels.attempt.hasSubscribers) channels.attempt.publish(record);
-    this.settleQueue.push({ record });
-    await this.flushSoon();
   }
 
   /**
@@ -626,15 +589,18 @@ export class Dispatcher {
   }
 
   private startBatch(members: ClaimedDelivery[], batchId: string): void {
-    const p = this.attemptBatch(members, batchId).finally(() => {
+    const p = this.attempt(members, batchId).finally(() => {
       this.inflight.delete(batchId);
       if (!this.stopping) this.wakeSoon();
     });
     this.inflight.set(batchId, p);
   }
 
-  /** Sends a batch as one request; its outcome applies to every member. */
-  private async attemptBatch(members: ClaimedDelivery[], batchId: string): Promise<void> {
+  /**
+   * One HTTP attempt: of one delivery, or of the members of a batch sent as one request under the
+   * batch id. The outcome applies to every member.
+   */
+  private async attempt(members: readonly ClaimedDelivery[], batchId?: string): Promise<void> {
     const startedAt = new Date();
     const first = members[0] as ClaimedDelivery;
     const observer = this.registry.byName.get(first.observer);
@@ -645,23 +611,23 @@ export class Dispatcher {
     let headers: Record<string, string> | undefined;
     let result: HttpResult;
     if (!observer || !action) {
-      result = invalid(`observer ${first.observer} action ${first.actionIndex} is not configured any more`);
+      result = invalidRequest(
+        `observer ${first.observer} action ${first.actionIndex} is not configured any more`,
+      );
     } else {
       try {
-        request = renderBatchRequest(
-          members.map((m) => m.event),
-          observer,
-          action,
-          startedAt.toISOString(),
-        );
-        if (
-          !(await this.throttle(
-            request.url,
-            members.map((m) => m.id),
-          ))
-        )
-          return;
-        headers = attemptHeaders(request, batchId, attempt, this.config.webhooks.signing);
+        request =
+          batchId === undefined
+            ? renderRequest(first.event, observer, action)
+            : renderBatchRequest(
+                members.map((m) => m.event),
+                observer,
+                action,
+                startedAt.toISOString(),
+              );
+        const ids = members.map((m) => m.id);
+        if (!(await this.throttle(request.url, ids))) return;
+        headers = attemptHeaders(request, batchId ?? first.id, attempt, this.config.webhooks.signing);
         result = await this.sender.send({
           url: request.url,
           method: request.method,
@@ -672,7 +638,7 @@ export class Dispatcher {
         });
       } catch (err) {
         if (!(err instanceof InvalidRequest)) throw err;
-        result = invalid(err.message);
+        result = invalidRequest(err.message);
       }
     }
     const policy = observer?.model.retry ?? this.config.webhooks.retry;
@@ -1032,10 +998,6 @@ function splitBatchKey(key: string): [string, number] {
 
 function statusOf(outcome: AttemptOutcome): number | null {
   return outcome.kind === "success" || outcome.kind === "http" ? outcome.status : null;
-}
-
-function invalid(message: string): HttpResult {
-  return { outcome: { kind: "invalid_request", message }, excerpt: undefined, error: message, durationMs: 0 };
 }
 
 /** Writes planned deliveries in one statement. */

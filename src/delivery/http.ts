@@ -92,7 +92,8 @@ export function senderOptionsFromConfig(config: ResolvedConfig): UndiciSenderOpt
 
 const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
 
-function invalidRequest(message: string, durationMs: number): HttpResult {
+/** The result of a request refused before or while sending: never retried, dead-lettered. */
+export function invalidRequest(message: string, durationMs = 0): HttpResult {
   return { outcome: { kind: "invalid_request", message }, excerpt: undefined, error: message, durationMs };
 }
 

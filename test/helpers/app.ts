@@ -41,6 +41,7 @@ export async function eventually(
 }
 
 /** Sends a GraphQL request and returns the parsed response. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read response fields by name (`res.data.createOrder.id`).
 export async function gql(url: string, query: string, variables?: Record<string, unknown>): Promise<any> {
   const res = await fetch(`${url}/graphql`, {
     method: "POST",

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 
 /** The command line entry point in the sources, run through tsx. */
@@ -60,4 +61,12 @@ export function exited(child: ChildProcess): Promise<number | string> {
   if (child.exitCode !== null) return Promise.resolve(child.exitCode);
   if (child.signalCode !== null) return Promise.resolve(child.signalCode);
   return new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+}
+
+/** Writes `toml` to `path` and runs `fraiseql migrate` on it; throws with its output if that fails. */
+export async function writeMigratedConfig(path: string, toml: string): Promise<string> {
+  await writeFile(path, toml);
+  const migrated = runCli(["migrate", "--config", path]);
+  if (migrated.status !== 0) throw new Error(`fraiseql migrate failed: ${migrated.stderr}`);
+  return path;
 }

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { eventually } from "../helpers/app.js";
-import { exited, runCli, spawnCli } from "../helpers/cli.js";
+import { exited, spawnCli, writeMigratedConfig } from "../helpers/cli.js";
 import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
 
 // A separate worker process shares the database with this test: that needs a server, not the
@@ -26,7 +26,7 @@ describe("crash recovery", { skip }, () => {
     mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 40 } });
     dir = await mkdtemp(join(tmpdir(), "fraiseql-crash-"));
     config = join(dir, "fraiseql.toml");
-    await writeFile(
+    await writeMigratedConfig(
       config,
       `[database]
 url = "${db.url}"
@@ -51,8 +51,6 @@ lease = "2s"
 concurrency = 64
 `,
     );
-    const migrated = runCli(["migrate", "--config", config]);
-    assert.equal(migrated.status, 0, migrated.stderr);
   });
   after(async () => {
     await mock?.close();
@@ -119,7 +117,7 @@ describe("crash recovery of batches", { skip }, () => {
     mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 150 } });
     dir = await mkdtemp(join(tmpdir(), "fraiseql-crash-batch-"));
     config = join(dir, "fraiseql.toml");
-    await writeFile(
+    await writeMigratedConfig(
       config,
       `[database]
 url = "${db.url}"
@@ -144,8 +142,6 @@ poll_interval = "50ms"
 lease = "2s"
 `,
     );
-    const migrated = runCli(["migrate", "--config", config]);
-    assert.equal(migrated.status, 0, migrated.stderr);
   });
   after(async () => {
     await mock?.close();

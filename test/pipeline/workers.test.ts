@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { MockWebhookServer, type ScriptedResponse } from "../../src/testing/index.js";
 import { eventually } from "../helpers/app.js";
-import { exited, runCli, spawnCli } from "../helpers/cli.js";
+import { exited, spawnCli, writeMigratedConfig } from "../helpers/cli.js";
 import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
 
 // Worker processes share one database: that needs a server. CI always sets TEST_DATABASE_URL.
@@ -68,9 +68,8 @@ describe("several workers on one database", { skip }, () => {
       const mock = await MockWebhookServer.start();
       const config = join(dir, `workers-${workers}.toml`);
       // No faults: generous timeout and lease, so a busy machine causes no retry.
-      await writeFile(config, configText(db, mock.url, { timeout: "30s", lease: "10s" }));
+      await writeMigratedConfig(config, configText(db, mock.url, { timeout: "30s", lease: "10s" }));
       try {
-        assert.equal(runCli(["migrate", "--config", config]).status, 0);
         await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 2000) AS g");
         const procs = Array.from({ length: workers }, () => spawnCli(["worker", "--config", config]));
         try {
@@ -115,9 +114,8 @@ describe("several workers on one database", { skip }, () => {
     const mock = await MockWebhookServer.start();
     mock.respond(chaos);
     const config = join(dir, "chaos.toml");
-    await writeFile(config, configText(db, mock.url, { timeout: "300ms", lease: "1s" }));
+    await writeMigratedConfig(config, configText(db, mock.url, { timeout: "300ms", lease: "1s" }));
     try {
-      assert.equal(runCli(["migrate", "--config", config]).status, 0);
       await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 2000) AS g");
       let worker = spawnCli(["worker", "--config", config]);
       for (const calls of [300, 900, 1500]) {
