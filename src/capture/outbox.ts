@@ -59,11 +59,6 @@ export async function claimUnroutedEvents(
   return rows.map(toCapturedEvent);
 }
 
-export async function markRouted(tx: Queryable, t: InternalTables, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await tx.query(`UPDATE ${t.events} SET routed_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
-}
-
 /** Reads events by id (for rendering deliveries). */
 export async function readEvents(
   db: Queryable,

@@ -15,10 +15,23 @@ export interface Queryable {
   exec(text: string): Promise<void>;
 }
 
+export interface HeldLock {
+  /** Resolves when the connection holding the lock is lost (the lock is gone with it). */
+  readonly lost: Promise<void>;
+  release(): Promise<void>;
+}
+
 export interface Database extends Queryable {
   readonly kind: "postgresql" | "pglite";
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Takes a session-level advisory lock, keyed by `name`, on a connection of its own and holds it
+   * until released or until that connection is lost; undefined when another session holds it.
+   * Other processes can then tell this one is alive: the server frees the lock the moment the
+   * process dies. (Only on PostgreSQL; PGlite runs in one process.)
+   */
+  holdLock?(name: string): Promise<HeldLock | undefined>;
   /** Subscribes to NOTIFY on a channel; returns the unsubscribe function. */
   listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;

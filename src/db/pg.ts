@@ -1,6 +1,6 @@
 import pg from "pg";
 import { FraiseqlError } from "../errors.js";
-import type { Database, Queryable, QueryResult } from "./driver.js";
+import type { Database, HeldLock, Queryable, QueryResult } from "./driver.js";
 
 /** Options of {@link openPostgres}. */
 export interface PostgresOptions {
@@ -44,6 +44,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   }
   const base = wrapQueryable(pool);
   const listeners: pg.Client[] = [];
+  const holders = new Set<pg.Client>();
 
   return {
     kind: "postgresql",
@@ -75,6 +76,37 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
         client.release(broken);
       }
     },
+    async holdLock(name: string): Promise<HeldLock | undefined> {
+      const client = new pg.Client({ connectionString: url, application_name: "fraiseql-worker" });
+      let markLost: () => void = () => {};
+      const lost = new Promise<void>((resolve) => {
+        markLost = resolve;
+      });
+      client.on("error", () => markLost());
+      client.on("end", () => markLost());
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ ok: boolean }>(
+          "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok",
+          [name],
+        );
+        if (!rows[0]?.ok) {
+          await client.end().catch(() => {});
+          return undefined;
+        }
+      } catch (err) {
+        await client.end().catch(() => {});
+        throw err;
+      }
+      holders.add(client);
+      return {
+        lost,
+        async release() {
+          holders.delete(client);
+          await client.end().catch(() => {});
+        },
+      };
+    },
     async listen(channel, onNotify) {
       const client = new pg.Client({ connectionString: url, application_name: "fraiseql-listen" });
       client.on("error", () => {});
@@ -92,6 +124,8 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     },
     async close() {
       await Promise.all(listeners.splice(0).map((c) => c.end().catch(() => {})));
+      await Promise.all([...holders].map((c) => c.end().catch(() => {})));
+      holders.clear();
       await pool.end();
     },
   };

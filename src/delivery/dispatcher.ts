@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import diagnostics from "node:diagnostics_channel";
 import { hostname } from "node:os";
-import { type CapturedEvent, claimUnroutedEvents, markRouted, toCapturedEvent } from "../capture/outbox.js";
+import { type CapturedEvent, claimUnroutedEvents, toCapturedEvent } from "../capture/outbox.js";
 import type { ResolvedConfig } from "../config/types.js";
-import type { Database, Queryable } from "../db/driver.js";
+import type { Database, HeldLock, Queryable } from "../db/driver.js";
 import { wakeChannel } from "../db/migrate.js";
 import { type InternalTables, internalTables } from "../db/tables.js";
 import type { DeadLetter, DlqBackend } from "../dlq/types.js";
@@ -38,7 +38,11 @@ const MAX_IN_MEMORY_WAIT = 1_000;
 const WAKE_COALESCE_MS = 2;
 /** After its last work, the loop keeps looking every IDLE_POLL_MS for IDLE_SPIN_MS before it sleeps. */
 const IDLE_SPIN_MS = 100;
-const IDLE_POLL_MS = 5;
+const IDLE_POLL_MS = 2;
+/** Without a backlog or a wake-up, the loop looks for queued deliveries this often, ms. */
+const CLAIM_INTERVAL_MS = 20;
+/** Dead processes (and expired leases) are looked for at least this often, ms. */
+const RECLAIM_INTERVAL_MS = 1_000;
 
 /**
  * Diagnostics channels: the dispatcher publishes here and never imports a metrics or logging
@@ -65,6 +69,8 @@ export interface ClaimedDelivery {
   readonly attempt: number;
   /** Attempts made before the last replay; `max_attempts` counts from here. */
   readonly attemptBase: number;
+  /** The delivery was replayed from the DLQ: its success removes the DLQ entry. */
+  readonly replayed: boolean;
   readonly event: CapturedEvent;
 }
 
@@ -117,6 +123,7 @@ interface ClaimRow {
   action_index: number;
   attempts: number;
   attempt_base: number;
+  replayed: boolean;
   entity: string;
   op: "INSERT" | "UPDATE" | "DELETE";
   old_row: Record<string, unknown> | null;
@@ -159,6 +166,10 @@ export class Dispatcher {
   private readonly limiter: RateLimiter | undefined;
   /** Some action sends batches, so batch claims run too. */
   private readonly hasBatches: boolean;
+  /** Some sequential observer has more than one action, so a success may release waiting deliveries. */
+  private readonly hasChains: boolean;
+  /** Due deliveries may be queued beyond what the last claim took: routing waits for them. */
+  private backlog = true;
 
   private running = false;
   private stopping = false;
@@ -172,6 +183,9 @@ export class Dispatcher {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryTimerAt = Number.POSITIVE_INFINITY;
   private lastReclaim = 0;
+  private lastClaim = 0;
+  /** This process's liveness lock, while held. */
+  private liveness: HeldLock | undefined;
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(options: DispatcherOptions) {
@@ -192,9 +206,9 @@ export class Dispatcher {
     this.dlqInDatabase = options.dlq.name === "postgresql";
     const rl = options.config.webhooks.rateLimiting;
     this.limiter = rl.enabled ? new RateLimiter(rl.maxPerSecond, rl.burst) : undefined;
-    this.hasBatches = [...options.registry.byName.values()].some((o) =>
-      o.actions.some((a) => a.batch !== undefined),
-    );
+    const observers = [...options.registry.byName.values()];
+    this.hasBatches = observers.some((o) => o.actions.some((a) => a.batch !== undefined));
+    this.hasChains = observers.some((o) => o.model.execution === "sequential" && o.actions.length > 1);
   }
 
   /** Starts the loop; returns at once. */
@@ -266,6 +280,9 @@ export class Dispatcher {
       )
       .catch(() => {});
     await this.db.query(`DELETE FROM ${this.t.workers} WHERE id = $1`, [this.workerId]).catch(() => {});
+    const liveness = this.liveness;
+    this.liveness = undefined;
+    await liveness?.release();
     if (this.ownsSender) await this.sender.close();
     this.running = false;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -296,11 +313,15 @@ export class Dispatcher {
       // Without LISTEN the dispatcher still polls every poll_interval.
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
+    // The last look found nothing: the next one, unless something woke the loop, starts with
+    // one cheap query that says whether there is anything to do.
+    let quiet = false;
     while (!this.stopping) {
+      const woken = this.wakeRequested;
       this.wakeRequested = false;
       try {
         const now = Date.now();
-        if (now - this.lastReclaim > this.leaseMs / 4) {
+        if (now - this.lastReclaim > Math.min(this.leaseMs / 4, RECLAIM_INTERVAL_MS)) {
           this.lastReclaim = now;
           await this.reclaimExpired();
         }
@@ -308,24 +329,52 @@ export class Dispatcher {
           this.lastMaintenance = now;
           await this.maintain();
         }
-        const routed = await this.route();
-        const free = this.concurrency - this.inflight.size;
-        let claimed = free > 0 ? await this.claim(Math.min(free, 256)) : 0;
-        if (this.hasBatches && this.concurrency - this.inflight.size > 0) {
-          claimed += await this.claimBatches(this.concurrency - this.inflight.size);
+        let claimed = 0;
+        let routed = 0;
+        let routeLimit = 0;
+        if (!quiet || woken || this.hasBatches || (await this.workWaiting())) {
+          // Queued deliveries first (retries, replays, what routing could not start), then new
+          // events: in order of arrival, and a backlog is never overtaken by newer events.
+          // Busy with many attempts, the loop waits until a quarter of the slots (at most 64)
+          // are free, so that claims, routing and settles carry many deliveries each.
+          // Without a backlog, queued deliveries are looked for when something may have made
+          // one due (a wake-up: a retry's timer, a reclaim, a NOTIFY) and at least every
+          // CLAIM_INTERVAL_MS (another process's retries and replays), not on every look.
+          const limit = Math.min(this.slotsToFill(), 256);
+          if (limit > 0 && (this.backlog || woken || Date.now() - this.lastClaim >= CLAIM_INTERVAL_MS)) {
+            this.lastClaim = Date.now();
+            claimed = await this.claim(limit);
+            this.backlog = claimed === limit;
+          }
+          if (this.hasBatches && this.concurrency - this.inflight.size > 0) {
+            claimed += await this.claimBatches(this.concurrency - this.inflight.size);
+          }
+          routeLimit = this.routeLimit();
+          if (routeLimit > 0) routed = await this.route(routeLimit);
         }
         failures = 0;
         if (this.stopping) break;
-        const busy = routed > 0 || claimed > 0;
+        const saturated = this.slotsToFill() === 0;
+        // With the slots taken the loop is not idle: a finished attempt wakes it, and writers
+        // need not NOTIFY.
+        const busy = routed > 0 || claimed > 0 || saturated;
+        quiet = !busy;
         if (busy && flagged) {
           flagged = false;
           await this.setSleeping(false);
         }
         if (this.wakeRequested) continue;
-        if (routed === this.routeBatch) continue;
-        if (claimed > 0 && this.inflight.size < this.concurrency) continue;
-        if (busy) idleSince = Date.now();
-        if (!busy && !flagged) {
+        if (routeLimit > 0 && routed === routeLimit) continue;
+        if ((claimed > 0 || this.backlog) && !saturated) continue;
+        if (busy) {
+          idleSince = Date.now();
+          // Writers do not NOTIFY a busy dispatcher: look again shortly for what they wrote
+          // since (a finished attempt wakes the loop sooner).
+          const pause = saturated ? this.config.webhooks.dispatch.pollInterval : IDLE_POLL_MS;
+          await sleep(Math.min(pause, this.config.webhooks.dispatch.pollInterval), this.wakeSignal);
+          continue;
+        }
+        if (!flagged) {
           // Just idle: look again shortly for a while before asking writers to NOTIFY. Under a
           // steady trickle of writes the flag then stays down (no NOTIFY, no flag updates).
           if (Date.now() - idleSince < IDLE_SPIN_MS) {
@@ -335,6 +384,7 @@ export class Dispatcher {
           // Ask writers to NOTIFY from now on, then look once more before sleeping: a change
           // committed just before the flag was set is found by that look, not lost.
           flagged = true;
+          quiet = false;
           await this.setSleeping(true);
           continue;
         }
@@ -360,6 +410,16 @@ export class Dispatcher {
     );
   }
 
+  /** One cheap look: is any event waiting to be routed, or any delivery due? */
+  private async workWaiting(): Promise<boolean> {
+    const { rows } = await this.db.query<{ work: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM ${this.t.events} WHERE routed_at IS NULL)
+           OR EXISTS (SELECT 1 FROM ${this.t.deliveries}
+                       WHERE status = 'pending' AND run_at <= now() AND batch_key IS NULL) AS work`,
+    );
+    return rows[0]?.work === true;
+  }
+
   /** Periodic housekeeping; a failure is reported and retried at the next interval. */
   private async maintain(): Promise<void> {
     try {
@@ -383,13 +443,25 @@ export class Dispatcher {
    * only stalled then sends duplicates, which at-least-once allows).
    */
   private async reclaimExpired(): Promise<void> {
+    // A process whose liveness lock can be taken has died (the server freed the lock with its
+    // connection): its work is taken back at once. The lock is taken for this statement only.
+    const { rows: dead } = await this.db.query<{ id: string }>(
+      `SELECT id FROM ${this.t.workers}
+        WHERE id <> $2
+          AND (heartbeat_at < now() - $1 * interval '1 millisecond'
+               OR (liveness_lock AND pg_try_advisory_xact_lock(hashtextextended($3 || id, 0))))`,
+      [(this.leaseMs * 2) / 3, this.workerId, this.livenessPrefix()],
+    );
+    const deadIds = dead.map((r) => r.id);
+    if (deadIds.length > 0) {
+      await this.db.query(`DELETE FROM ${this.t.workers} WHERE id = ANY($1::text[]) AND liveness_lock`, [
+        deadIds,
+      ]);
+    }
     const { rowCount } = await this.db.query(
       `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, updated_at = now()
-        WHERE status = 'running'
-          AND (locked_until < now()
-               OR locked_by IN (SELECT id FROM ${this.t.workers}
-                                 WHERE id <> $2 AND heartbeat_at < now() - $1 * interval '1 millisecond'))`,
-      [(this.leaseMs * 2) / 3, this.workerId],
+        WHERE status = 'running' AND (locked_until < now() OR locked_by = ANY($1::text[]))`,
+      [deadIds],
     );
     if (rowCount > 0) this.wakeRequested = true;
     // Rows of processes long gone.
@@ -405,10 +477,11 @@ export class Dispatcher {
    */
   private async beat(): Promise<void> {
     try {
+      await this.takeLivenessLock();
       await this.db.query(
-        `INSERT INTO ${this.t.workers} (id) VALUES ($1)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`,
-        [this.workerId],
+        `INSERT INTO ${this.t.workers} (id, liveness_lock) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), liveness_lock = $2`,
+        [this.workerId, this.liveness !== undefined],
       );
       if (this.limiter) {
         const { rows } = await this.db.query<{ n: number }>(
@@ -424,6 +497,25 @@ export class Dispatcher {
     await this.renewLeases();
   }
 
+  private livenessPrefix(): string {
+    return `fraiseql.worker:${this.config.database.schema}:`;
+  }
+
+  /** Takes this process's liveness lock (again, after its connection was lost). */
+  private async takeLivenessLock(): Promise<void> {
+    if (this.liveness || !this.db.holdLock || this.stopping) return;
+    try {
+      const held = await this.db.holdLock(this.livenessPrefix() + this.workerId);
+      if (!held) return;
+      this.liveness = held;
+      void held.lost.then(() => {
+        if (this.liveness === held) this.liveness = undefined;
+      });
+    } catch (error) {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+    }
+  }
+
   private async renewLeases(): Promise<void> {
     if (this.inflight.size === 0) return;
     try {
@@ -437,27 +529,89 @@ export class Dispatcher {
     }
   }
 
-  /** Routes one batch of captured events to observers; returns how many events it took. */
-  private async route(): Promise<number> {
+  /**
+   * How many events the next routing pass may take. Without batched actions, routing takes no
+   * more events than there are free slots (an event usually makes one delivery), so a worker
+   * does not queue work it cannot start while other workers could; and none while a backlog of
+   * due deliveries waits. Events not routed yet stay in the outbox, which is as durable.
+   */
+  private routeLimit(): number {
+    if (this.hasBatches) return this.routeBatch;
+    if (this.backlog) return 0;
+    return Math.min(this.routeBatch, this.slotsToFill());
+  }
+
+  /** Free slots worth filling now: all of them, or none while many attempts are still in flight. */
+  private slotsToFill(): number {
+    const free = this.concurrency - this.inflight.size;
+    const batch = Math.max(1, Math.min(64, Math.floor(this.concurrency / 4)));
+    return free >= batch || this.inflight.size < batch ? free : 0;
+  }
+
+  /**
+   * Routes up to `limit` captured events to observers, in one transaction, and starts the
+   * deliveries it can at once: those that wait for nothing (no earlier delivery of a chain or
+   * of the same ordering key, no batch) are written as claimed by this process, up to the free
+   * slots, and sent from the events just read, without a claim or a second read of the event.
+   * Returns how many events it took.
+   */
+  private async route(limit: number): Promise<number> {
     let planned: PlannedDelivery[] = [];
     let count = 0;
     const entities: Record<string, number> = {};
+    const started: ClaimedDelivery[] = [];
+    const slots = this.stopping ? 0 : this.concurrency - this.inflight.size;
+    let queued = false;
     await this.db.transaction(async (tx) => {
-      const events = await claimUnroutedEvents(tx, this.t, this.routeBatch);
+      started.length = 0;
+      queued = false;
+      const events = await claimUnroutedEvents(tx, this.t, limit);
       count = events.length;
       for (const e of events) entities[e.entity] = (entities[e.entity] ?? 0) + 1;
       if (count === 0) return;
+      const byId = new Map(events.map((e) => [e.id, e]));
       planned = events.flatMap((event) => planDeliveries(event, this.registry));
-      if (planned.length > 0) await insertDeliveries(tx, this.t, planned);
-      await markRouted(
+      const rows = planned.map((p) => {
+        const now =
+          started.length < slots && p.status === "pending" && p.orderingKey === null && p.batchKey === null;
+        if (now) {
+          started.push({
+            id: p.id,
+            eventId: p.eventId,
+            observer: p.observer,
+            actionIndex: p.actionIndex,
+            attempt: 1,
+            attemptBase: 0,
+            replayed: false,
+            event: byId.get(p.eventId) as CapturedEvent,
+          });
+        } else if (p.status === "pending" && p.batchKey === null) {
+          queued = true;
+        }
+        return { planned: p, running: now };
+      });
+      await routeEvents(
         tx,
         this.t,
+        rows,
         events.map((e) => e.id),
+        this.workerId,
+        this.leaseMs,
       );
     });
+    if (queued) this.backlog = true;
     if (count > 0 && channels.routed.hasSubscribers)
       channels.routed.publish({ events: count, entities, deliveries: planned });
+    for (const delivery of started) this.startAttempt(delivery);
     return count;
+  }
+
+  private startAttempt(delivery: ClaimedDelivery): void {
+    const p = this.attempt([delivery]).finally(() => {
+      this.inflight.delete(delivery.id);
+      if (!this.stopping) this.wakeSoon();
+    });
+    this.inflight.set(delivery.id, p);
   }
 
   /** Claims up to `limit` due deliveries and starts sending them; returns how many. */
@@ -476,21 +630,15 @@ export class Dispatcher {
             SET status = 'running', attempts = d.attempts + 1, locked_by = $1,
                 locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
            FROM due WHERE d.id = due.id
-         RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base
+         RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base,
+                   d.replayed_at IS NOT NULL AS replayed
        )
-       SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base,
+       SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
               e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
     );
-    for (const row of rows) {
-      const delivery = claimedFromRow(row);
-      const p = this.attempt([delivery]).finally(() => {
-        this.inflight.delete(delivery.id);
-        if (!this.stopping) this.wakeSoon();
-      });
-      this.inflight.set(delivery.id, p);
-    }
+    for (const row of rows) this.startAttempt(claimedFromRow(row));
     return rows.length;
   }
 
@@ -576,9 +724,10 @@ export class Dispatcher {
               SET status = 'running', batch_id = $1::uuid, attempts = d.attempts + 1, locked_by = $2,
                   locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
              FROM due WHERE d.id = due.id
-           RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base
+           RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base,
+                     d.replayed_at IS NOT NULL AS replayed
          )
-         SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base,
+         SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
                 e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
            FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id ORDER BY c.event_id`,
         [batchId, this.workerId, this.leaseMs, ...params],
@@ -714,50 +863,69 @@ export class Dispatcher {
     this.cascadedDead = [];
     const resolveAfterCommit: string[] = [];
     let lettersAfterCommit: DeadLetter[] = [];
-    await this.db.transaction(async (tx) => {
-      await tx.query(
-        `INSERT INTO ${this.t.attempts} (delivery_id, attempt, started_at, duration_ms, status, outcome, error, response_excerpt)
+    const history = JSON.stringify(
+      batch.map(({ record: r }) => ({
+        delivery_id: r.delivery.id,
+        attempt: r.delivery.attempt,
+        started_at: r.startedAt.toISOString(),
+        duration_ms: r.result.durationMs,
+        status: statusOf(r.result.outcome),
+        outcome: r.decision.action === "succeeded" ? "success" : r.result.outcome.kind,
+        error: r.result.error === undefined ? null : redact.text(r.result.error),
+        response_excerpt: r.result.excerpt === undefined ? null : redact.text(r.result.excerpt),
+      })),
+    );
+    const insertHistory = `INSERT INTO ${this.t.attempts} (delivery_id, attempt, started_at, duration_ms, status, outcome, error, response_excerpt)
          SELECT delivery_id, attempt, started_at, duration_ms, status, outcome, error, response_excerpt
            FROM jsonb_to_recordset($1::jsonb) AS x(delivery_id uuid, attempt int, started_at timestamptz,
                 duration_ms float8, status int, outcome text, error text, response_excerpt text)
-         ON CONFLICT DO NOTHING`,
+         ON CONFLICT DO NOTHING`;
+    // The history and the successes are one statement; when that is all there is to write (no
+    // retry, no dead letter, no DLQ entry to resolve, no chain to release) it needs no
+    // transaction of its own.
+    const writeDone = async (q: Queryable) => {
+      if (done.length === 0) {
+        await q.query(insertHistory, [history]);
+        return [];
+      }
+      const { rows } = await q.query<{ id: string; dlq_key: string; replayed: boolean }>(
+        `WITH history AS (${insertHistory})
+         UPDATE ${this.t.deliveries} d
+            SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
+                locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
+           FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, status int)
+          WHERE d.id = x.id AND d.locked_by = $3 AND d.status = 'running'
+         RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed`,
         [
+          history,
           JSON.stringify(
-            batch.map(({ record: r }) => ({
-              delivery_id: r.delivery.id,
-              attempt: r.delivery.attempt,
-              started_at: r.startedAt.toISOString(),
-              duration_ms: r.result.durationMs,
-              status: statusOf(r.result.outcome),
-              outcome: r.decision.action === "succeeded" ? "success" : r.result.outcome.kind,
-              error: r.result.error === undefined ? null : redact.text(r.result.error),
-              response_excerpt: r.result.excerpt === undefined ? null : redact.text(r.result.excerpt),
-            })),
+            done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) })),
           ),
+          this.workerId,
         ],
       );
-      if (done.length > 0) {
-        const { rows } = await tx.query<{ id: string; dlq_key: string; replayed: boolean }>(
-          `UPDATE ${this.t.deliveries} d
-              SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
-                  locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
-             FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, status int)
-            WHERE d.id = x.id AND d.locked_by = $2 AND d.status = 'running'
-           RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed`,
-          [
-            JSON.stringify(
-              done.map(({ record: r }) => ({ id: r.delivery.id, status: statusOf(r.result.outcome) })),
-            ),
-            this.workerId,
-          ],
-        );
+      return rows;
+    };
+    const simple =
+      retry.length === 0 &&
+      dead.length === 0 &&
+      !this.hasChains &&
+      !done.some((s) => s.record.delivery.replayed);
+    if (simple) {
+      await writeDone(this.db);
+      this.afterSettle(batch, retry);
+      return;
+    }
+    await this.db.transaction(async (tx) => {
+      const rows = await writeDone(tx);
+      if (rows.length > 0) {
         // A replayed delivery that got through leaves the DLQ.
         const replayed = [...new Set(rows.filter((r) => r.replayed).map((r) => r.dlq_key))];
         if (replayed.length > 0) {
           if (this.dlqInDatabase) await this.dlq.resolve(replayed, tx);
           else resolveAfterCommit.push(...replayed);
         }
-        if (rows.length > 0) {
+        if (this.hasChains) {
           await tx.query(
             `UPDATE ${this.t.deliveries} SET status = 'pending', run_at = now(), updated_at = now()
               WHERE status = 'waiting' AND depends_on = ANY($1::uuid[])`,
@@ -793,6 +961,11 @@ export class Dispatcher {
       });
     }
     if (lettersAfterCommit.length > 0) await this.writeHeldLetters(lettersAfterCommit);
+    this.afterSettle(batch, retry);
+  }
+
+  /** After the outcomes committed: wake-ups for retries, and the settled announcements. */
+  private afterSettle(batch: readonly Settlement[], retry: readonly Settlement[]): void {
     for (const s of retry) {
       if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
     }
@@ -875,6 +1048,7 @@ export class Dispatcher {
           actionIndex: row.action_index,
           attempt: 0,
           attemptBase: 0,
+          replayed: false,
           event,
         };
         letters.push(this.deadLetter(delivery, undefined, failedAt));
@@ -987,6 +1161,7 @@ function claimedFromRow(row: ClaimRow): ClaimedDelivery {
     actionIndex: row.action_index,
     attempt: row.attempts,
     attemptBase: row.attempt_base,
+    replayed: row.replayed,
     event: toCapturedEvent({ ...row, id: row.event_id }),
   };
 }
@@ -1000,31 +1175,49 @@ function statusOf(outcome: AttemptOutcome): number | null {
   return outcome.kind === "success" || outcome.kind === "http" ? outcome.status : null;
 }
 
-/** Writes planned deliveries in one statement. */
-export async function insertDeliveries(
+/**
+ * Writes the deliveries of routed events and marks the events routed, in one statement.
+ * Deliveries started at once are written as `running`, leased to `workerId`, attempt 1.
+ */
+export async function routeEvents(
   tx: Queryable,
   t: InternalTables,
-  planned: readonly PlannedDelivery[],
+  rows: readonly { planned: PlannedDelivery; running: boolean }[],
+  eventIds: readonly string[],
+  workerId: string,
+  leaseMs: number,
 ): Promise<void> {
   await tx.query(
-    `INSERT INTO ${t.deliveries} (id, event_id, observer, action_index, status, depends_on, ordering_key, batch_key)
-     SELECT id, event_id, observer, action_index, status, depends_on, ordering_key, batch_key
-       FROM jsonb_to_recordset($1::jsonb)
-         AS x(id uuid, event_id bigint, observer text, action_index int, status text, depends_on uuid,
-              ordering_key text, batch_key text)`,
+    `WITH inserted AS (
+       INSERT INTO ${t.deliveries}
+              (id, event_id, observer, action_index, status, attempts, locked_by, locked_until,
+               depends_on, ordering_key, batch_key)
+       SELECT id, event_id, observer, action_index, CASE WHEN running THEN 'running' ELSE status END,
+              CASE WHEN running THEN 1 ELSE 0 END, CASE WHEN running THEN $3 END,
+              CASE WHEN running THEN now() + $4 * interval '1 millisecond' END,
+              depends_on, ordering_key, batch_key
+         FROM jsonb_to_recordset($1::jsonb)
+           AS x(id uuid, event_id bigint, observer text, action_index int, status text, running boolean,
+                depends_on uuid, ordering_key text, batch_key text)
+     )
+     UPDATE ${t.events} SET routed_at = now() WHERE id = ANY($2::bigint[])`,
     [
       JSON.stringify(
-        planned.map((p) => ({
+        rows.map(({ planned: p, running }) => ({
           id: p.id,
           event_id: p.eventId,
           observer: p.observer,
           action_index: p.actionIndex,
           status: p.status,
+          running,
           depends_on: p.dependsOn,
           ordering_key: p.orderingKey,
           batch_key: p.batchKey,
         })),
       ),
+      eventIds,
+      workerId,
+      leaseMs,
     ],
   );
 }

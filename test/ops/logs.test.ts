@@ -22,6 +22,7 @@ const delivery: ClaimedDelivery = {
   observer: "on_order_created",
   actionIndex: 0,
   attempt: 2,
+  replayed: false,
   attemptBase: 0,
   event: {
     id: "17",

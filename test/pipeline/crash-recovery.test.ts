@@ -189,3 +189,97 @@ lease = "2s"
     }
   });
 });
+
+describe("a killed worker's liveness lock", { skip }, () => {
+  let db: TestDatabase;
+  let mock: MockWebhookServer;
+  let dir: string;
+  let config: string;
+
+  before(async () => {
+    db = await openTestDatabase();
+    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 300 } });
+    dir = await mkdtemp(join(tmpdir(), "fraiseql-liveness-"));
+    config = join(dir, "fraiseql.toml");
+    // A lease of a minute: without the liveness lock the killed worker's deliveries would wait
+    // 40 s (two missed heartbeats) before another worker took them back.
+    await writeMigratedConfig(
+      config,
+      `[database]
+url = "${db.url}"
+
+[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "${mock.url}/orders"
+body = { order_id = "{{ id }}" }
+
+[webhooks.dispatch]
+poll_interval = "50ms"
+lease = "60s"
+concurrency = 16
+`,
+    );
+  });
+  after(async () => {
+    await mock?.close();
+    await db?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("frees the lock when the process dies: another worker takes its deliveries back without waiting for the lease", async () => {
+    await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 40) AS g");
+    const first = spawnCli(["worker", "--config", config]);
+    const second = spawnCli(["worker", "--config", config]);
+    try {
+      await eventually(
+        async () => {
+          const { rows } = await db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM fraiseql.workers WHERE liveness_lock",
+          );
+          return rows[0]!.n === 2;
+        },
+        60_000,
+        "both workers to hold their liveness lock",
+      );
+      await eventually(() => mock.callCount >= 4, 60_000, "some deliveries to be in flight");
+      first.kill("SIGKILL");
+      assert.equal(await exited(first), "SIGKILL");
+      await eventually(
+        () => new Set(mock.calls.map((c) => c.json.order_id)).size === 40,
+        25_000,
+        "every event to arrive, well before the killed worker's 60 s leases run out",
+      );
+      await eventually(
+        async () => {
+          const { rows } = await db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
+          );
+          return rows[0]!.n === 0;
+        },
+        25_000,
+        "every delivery to be recorded as succeeded",
+      );
+      await eventually(
+        async () => {
+          const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM fraiseql.workers");
+          return rows[0]!.n === 1;
+        },
+        10_000,
+        "the dead worker's row to be removed",
+      );
+    } finally {
+      if (first.exitCode === null && first.signalCode === null) first.kill("SIGKILL");
+      second.kill("SIGTERM");
+      await exited(second);
+    }
+  });
+});

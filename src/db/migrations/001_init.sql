@@ -57,10 +57,14 @@ CREATE INDEX deliveries_dead_letter_idx ON __SCHEMA__.deliveries (updated_at) WH
 CREATE INDEX deliveries_finished_idx ON __SCHEMA__.deliveries (finished_at) WHERE status IN ('succeeded', 'dead');
 
 -- Live dispatcher processes, for sharing the rate limit budget (and for operators to see).
+-- A process that holds its liveness lock (a session advisory lock on its own connection, keyed
+-- by hashtextextended('fraiseql.worker:<schema>:<id>', 0)) is known dead as soon as the server
+-- frees that lock, without waiting for its heartbeat to grow old.
 CREATE TABLE __SCHEMA__.workers (
-  id           text        PRIMARY KEY,
-  started_at   timestamptz NOT NULL DEFAULT now(),
-  heartbeat_at timestamptz NOT NULL DEFAULT now()
+  id            text        PRIMARY KEY,
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+  liveness_lock boolean     NOT NULL DEFAULT false
 );
 
 -- Delivery history: one row per HTTP attempt.
