@@ -20,7 +20,7 @@
  * - parent -> child `{ type: "paused", pid, paused }`, not answered: worker process `pid` was
  *   stopped with SIGSTOP (or continued). A stopped worker cannot notice that the benchmark went
  *   away; when it does, this child sends SIGCONT to the workers still stopped, whose own guard
- *   (`bench/worker-guard.ts`) then shuts them down;
+ *   (`bench/worker-guard.mjs`) then shuts them down;
  * - parent -> child `{ type: "close" }`: closes the server and exits.
  *
  * The child exits by itself when the parent goes away (IPC disconnect).

@@ -753,7 +753,7 @@ async function main(): Promise<void> {
   }
 
   // Every worker process the run needs (but the recovery figure's second) is started here, at
-  // once: start-up, about 1.2 s of CPU per process, then uses both cores. Each is paused
+  // once: start-up, about 0.3 s of CPU per process, then uses both cores. Each is paused
   // (SIGSTOP) once it runs, until its figure continues it.
   let unbatched: WorkerDrainResult | undefined;
   const [drainsAhead, later] = await Promise.all([

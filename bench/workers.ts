@@ -1,12 +1,13 @@
 /**
- * Worker processes, started the way an operator starts them: `fraiseql worker --config <file>`,
- * here `node --import tsx src/cli/main.ts worker --config <file>` with `FRAISEQL_CLI_ENTRY=1`
- * (as the test suite does), plus `bench/worker-guard.ts`, which stops the worker when the
- * benchmark process goes away. Their configuration files live in a temporary directory removed at
- * the end of the run.
+ * Worker processes, started the way an operator starts them: `fraiseql worker --config <file>`
+ * from the built package, here `node dist/cli/main.js worker --config <file>` with
+ * `FRAISEQL_CLI_ENTRY=1` (what `bin/fraiseql.js` runs once the package is built), after
+ * `npm run build` has compiled the current sources, plus `bench/worker-guard.mjs`, which stops
+ * the worker when the benchmark process goes away. Their configuration files live in a temporary
+ * directory removed at the end of the run.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,8 +15,17 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { epochMs, onCleanup } from "./resources.js";
 
-const CLI = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
-const GUARD = fileURLToPath(new URL("./worker-guard.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
+const GUARD = fileURLToPath(new URL("./worker-guard.mjs", import.meta.url));
+let built = false;
+
+/** Compiles the sources into `dist/` (about a second), once per run, so workers run the current code. */
+export function buildPackage(): void {
+  if (built) return;
+  execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+  built = true;
+}
 /** Output kept per worker, for error messages. */
 const OUTPUT_TAIL = 16_384;
 
@@ -55,9 +65,10 @@ export function watchPaused(watcher: (pid: number, paused: boolean) => void): vo
 
 /** Spawns `fraiseql worker --config <configPath>`; it is stopped at the end of the run at the latest. */
 export function spawnWorker(configPath: string): WorkerProcess {
+  buildPackage();
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", import.meta.resolve("tsx"), "--import", GUARD, CLI, "worker", "--config", configPath],
+    ["--import", GUARD, CLI, "worker", "--config", configPath],
     {
       env: { ...process.env, FRAISEQL_CLI_ENTRY: "1" },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
