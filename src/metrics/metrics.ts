@@ -125,7 +125,8 @@ function cached<T>(ttlMs: number, load: () => Promise<T>): () => Promise<T> {
  *
  * Read at scrape time (cached): `<ns>_dlq_size{observer}` (every configured observer, 0 included),
  * `<ns>_queue_depth{status}` (`pending`, `running`, `waiting` deliveries),
- * `<ns>_queue_oldest_pending_seconds` (age of the oldest delivery that is due and not yet taken,
+ * `<ns>_queue_oldest_pending_seconds` (age of the oldest work that is due and not yet taken: a
+ * due delivery, or a captured change not yet routed, which waits in the outbox while workers are busy;
  * 0 when none), `<ns>_events_unrouted` (captured changes not yet routed), and
  * `<ns>_metrics_read_errors_total{source}` when the database or DLQ could not be read (the gauges
  * keep their previous values then).
@@ -230,7 +231,9 @@ export function createMetrics(
       `SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending,
               count(*) FILTER (WHERE status = 'running')::int AS running,
               count(*) FILTER (WHERE status = 'waiting')::int AS waiting,
-              COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now())), 0)::float8
+              COALESCE(EXTRACT(EPOCH FROM now() - LEAST(
+                min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()),
+                (SELECT created_at FROM ${t.events} WHERE routed_at IS NULL ORDER BY id LIMIT 1))), 0)::float8
                 AS "oldestPendingSeconds",
               (SELECT count(*) FROM ${t.events} WHERE routed_at IS NULL)::int AS unrouted
          FROM ${t.deliveries} WHERE status IN ('pending', 'running', 'waiting')`,
@@ -266,7 +269,7 @@ export function createMetrics(
   });
   new Gauge({
     name: `${ns}_queue_oldest_pending_seconds`,
-    help: "Age of the oldest delivery that is due and not yet taken by a worker (0 when none).",
+    help: "Age of the oldest due work not yet taken by a worker: a due delivery or a captured change not yet routed (0 when none).",
     registers,
     async collect() {
       const q = await queue();
