@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { openPglite } from "../../src/db/pglite.js";
+import { MockWebhookServer } from "../../src/testing/index.js";
+import { eventually, startTestService, usePipeline } from "../helpers/app.js";
+
+const TOML = `
+[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/orders"
+body = { order_id = "{{ id }}" }
+
+[webhooks.dispatch]
+concurrency = 2
+poll_interval = "20ms"
+`;
+
+describe("routing with few free slots", () => {
+  // Slow answers keep both slots busy.
+  const fx = usePipeline(TOML, { receiver: { defaultResponse: { status: 200, delayMs: 400 } } });
+
+  it("routes no more events than it can send; the rest wait in the outbox, and arrive in order", async () => {
+    await fx.db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 10) AS g");
+    await eventually(() => fx.mock.callCount >= 2, 10_000, "the first two deliveries to be sent");
+    const { rows } = await fx.db.query<{ deliveries: number; unrouted: number; running: number }>(
+      `SELECT (SELECT count(*) FROM fraiseql.deliveries)::int AS deliveries,
+              (SELECT count(*) FROM fraiseql.deliveries WHERE status = 'running')::int AS running,
+              (SELECT count(*) FROM fraiseql.events WHERE routed_at IS NULL)::int AS unrouted`,
+    );
+    assert.ok(rows[0]!.deliveries <= 4, `at most two slots' worth routed, got ${rows[0]!.deliveries}`);
+    assert.ok(rows[0]!.unrouted >= 6, `the others still in the outbox, got ${rows[0]!.unrouted}`);
+    assert.ok(rows[0]!.running <= 2, `at most concurrency in flight, got ${rows[0]!.running}`);
+
+    await eventually(() => fx.mock.callCount >= 10, 30_000, "all ten deliveries");
+    await eventually(
+      async () => {
+        const { rows: done } = await fx.db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded' AND attempts = 1",
+        );
+        return done[0]!.n === 10;
+      },
+      10_000,
+      "ten deliveries succeeded at their first attempt",
+    );
+    // Started by routing, each one still has its history row and its attempt header.
+    const { rows: history } = await fx.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM fraiseql.delivery_attempts WHERE attempt = 1 AND outcome = 'success'",
+    );
+    assert.equal(history[0]!.n, 10);
+    assert.ok(fx.mock.calls.every((c) => c.headers["x-fraiseql-attempt"] === "1"));
+    // Two slots, events routed oldest first: each arrives within one place of its turn.
+    const order = fx.mock.calls.map((c) => Number(c.json.order_id));
+    const sorted = [...order].sort((a, b) => a - b);
+    for (const [i, id] of order.entries()) {
+      assert.ok(Math.abs(sorted.indexOf(id) - i) <= 1, `arrival order ${order.join(",")}`);
+    }
+  });
+});
+
+describe("the embedded PGlite, which has no autovacuum", () => {
+  it("gets statistics for the dispatcher's tables once enough rows changed", async () => {
+    const db = Object.assign(await openPglite(), { url: undefined });
+    const mock = await MockWebhookServer.start();
+    const service = await startTestService(db, TOML.replace("concurrency = 2", "concurrency = 64"), {
+      RECEIVER: mock.url,
+    });
+    try {
+      const tuples = async () => {
+        const { rows } = await db.query<{ n: number }>(
+          "SELECT reltuples::float8 AS n FROM pg_class WHERE oid = 'fraiseql.deliveries'::regclass",
+        );
+        return rows[0]!.n;
+      };
+      assert.ok((await tuples()) <= 0, "a new table has no statistics");
+      await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 400) AS g");
+      await mock.waitForCalls(400, 30_000);
+      await eventually(async () => (await tuples()) > 0, 10_000, "the deliveries table to be analysed");
+    } finally {
+      await service.close();
+      await mock.close();
+      await db.close();
+    }
+  });
+});
