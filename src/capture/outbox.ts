@@ -1,5 +1,5 @@
 import type { EventKind } from "../config/types.js";
-import type { Queryable } from "../db/driver.js";
+import type { Queryable, Statement } from "../db/driver.js";
 import type { InternalTables } from "../db/tables.js";
 
 /** One captured row change, as read from the outbox. */
@@ -16,7 +16,7 @@ export interface CapturedEvent {
   readonly timestamp: string;
 }
 
-interface EventRow {
+export interface EventRow {
   id: string;
   entity: string;
   op: EventKind;
@@ -52,11 +52,17 @@ export async function claimUnroutedEvents(
   t: InternalTables,
   limit: number,
 ): Promise<CapturedEvent[]> {
-  const { rows } = await tx.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE routed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-    [limit],
-  );
+  const read = unroutedEventsStatement(t, limit);
+  const { rows } = await tx.query<EventRow>(read.text, read.params);
   return rows.map(toCapturedEvent);
+}
+
+/** The statement of {@link claimUnroutedEvents}; its rows go through {@link toCapturedEvent}. */
+export function unroutedEventsStatement(t: InternalTables, limit: number): Statement {
+  return {
+    text: `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE routed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    params: [limit],
+  };
 }
 
 /** Reads events by id (for rendering deliveries). */

@@ -15,6 +15,12 @@ export interface Queryable {
   exec(text: string): Promise<void>;
 }
 
+/** A statement with `$1..$n` parameters. */
+export interface Statement {
+  readonly text: string;
+  readonly params: readonly unknown[];
+}
+
 export interface HeldLock {
   /** Resolves when the connection holding the lock is lost (the lock is gone with it). */
   readonly lost: Promise<void>;
@@ -25,6 +31,16 @@ export interface Database extends Queryable {
   readonly kind: "postgresql" | "pglite";
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * A transaction of one read and one write in two round trips: `BEGIN` goes with the read, and
+   * `COMMIT` with the write that `decide` returns for the read's rows (none: commit alone).
+   * Parameters travel as SQL literals. (Only on PostgreSQL, where round trips cost; callers
+   * fall back to {@link transaction}.)
+   */
+  readThenWrite?<R, T>(
+    read: Statement,
+    decide: (rows: R[]) => { readonly write?: Statement | undefined; readonly value: T },
+  ): Promise<T>;
   /**
    * Takes a session-level advisory lock, keyed by `name`, on a connection of its own and holds it
    * until released or until that connection is lost; undefined when another session holds it.

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { FraiseqlError } from "../errors.js";
-import type { Database, HeldLock, Queryable, QueryResult } from "./driver.js";
+import type { Database, HeldLock, Queryable, QueryResult, Statement } from "./driver.js";
 
 /** Options of {@link openPostgres}. */
 export interface PostgresOptions {
@@ -20,6 +20,29 @@ function wrapQueryable(client: pg.PoolClient | pg.Pool): Queryable {
       await client.query(text);
     },
   };
+}
+
+/** A value as an SQL literal, for statements sent through the simple query protocol. */
+export function sqlLiteral(value: unknown): string {
+  if (value === null || value === undefined) return "NULL";
+  if (typeof value === "boolean") return value ? "TRUE" : "FALSE";
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new TypeError(`not a finite number: ${value}`);
+    return String(value);
+  }
+  if (typeof value === "string") return pg.escapeLiteral(value);
+  if (Array.isArray(value)) return `ARRAY[${value.map(sqlLiteral).join(", ")}]`;
+  throw new TypeError(`no SQL literal for ${typeof value}`);
+}
+
+/** A statement's text with its `$n` parameters replaced by literals. */
+export function inlineParams(statement: Statement): string {
+  return statement.text.replace(/\$(\d+)/g, (_, n: string) => {
+    const i = Number(n) - 1;
+    if (i < 0 || i >= statement.params.length) throw new RangeError(`no parameter $${n}`);
+    return sqlLiteral(statement.params[i]);
+  });
 }
 
 /** Connects to a real PostgreSQL through a `pg` pool. */
@@ -69,6 +92,39 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
           await client.query("ROLLBACK");
         } catch {
           broken = true;
+        }
+        throw err;
+      } finally {
+        client.off("error", onError);
+        client.release(broken);
+      }
+    },
+    async readThenWrite<R, T>(
+      read: Statement,
+      decide: (rows: R[]) => { readonly write?: Statement | undefined; readonly value: T },
+    ): Promise<T> {
+      const client = await pool.connect();
+      let broken = false;
+      const onError = () => {
+        broken = true;
+      };
+      client.on("error", onError);
+      let open = false;
+      try {
+        open = true;
+        const results = (await client.query(`BEGIN; ${inlineParams(read)}`)) as unknown as pg.QueryResult[];
+        const rows = (results[results.length - 1]?.rows ?? []) as R[];
+        const { write, value } = decide(rows);
+        await client.query(write ? `${inlineParams(write)}; COMMIT` : "COMMIT");
+        open = false;
+        return value;
+      } catch (err) {
+        if (open) {
+          try {
+            await client.query("ROLLBACK");
+          } catch {
+            broken = true;
+          }
         }
         throw err;
       } finally {

@@ -1,9 +1,14 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import diagnostics from "node:diagnostics_channel";
 import { hostname } from "node:os";
-import { type CapturedEvent, claimUnroutedEvents, toCapturedEvent } from "../capture/outbox.js";
+import {
+  type CapturedEvent,
+  type EventRow,
+  toCapturedEvent,
+  unroutedEventsStatement,
+} from "../capture/outbox.js";
 import type { ResolvedConfig } from "../config/types.js";
-import type { Database, HeldLock, Queryable } from "../db/driver.js";
+import type { Database, HeldLock, Queryable, Statement } from "../db/driver.js";
 import { wakeChannel } from "../db/migrate.js";
 import { type InternalTables, internalTables } from "../db/tables.js";
 import type { DeadLetter, DlqBackend } from "../dlq/types.js";
@@ -98,6 +103,15 @@ export interface DispatcherOptions {
   readonly routeBatch?: number;
   /** Source of randomness for jitter. (Default: Math.random) */
   readonly random?: () => number;
+}
+
+/** What one routing pass decided. */
+interface RoutePlan {
+  readonly events: number;
+  readonly entities: Record<string, number>;
+  planned: PlannedDelivery[];
+  readonly started: ClaimedDelivery[];
+  queued: boolean;
 }
 
 interface Settlement {
@@ -585,55 +599,67 @@ export class Dispatcher {
    * Returns how many events it took.
    */
   private async route(limit: number): Promise<number> {
-    let planned: PlannedDelivery[] = [];
-    let count = 0;
-    const entities: Record<string, number> = {};
-    const started: ClaimedDelivery[] = [];
     const slots = this.stopping ? 0 : this.concurrency - this.inflight.size;
-    let queued = false;
-    await this.db.transaction(async (tx) => {
-      started.length = 0;
-      queued = false;
-      const events = await claimUnroutedEvents(tx, this.t, limit);
-      count = events.length;
-      for (const e of events) entities[e.entity] = (entities[e.entity] ?? 0) + 1;
-      if (count === 0) return;
-      const byId = new Map(events.map((e) => [e.id, e]));
-      planned = events.flatMap((event) => planDeliveries(event, this.registry));
-      const rows = planned.map((p) => {
-        const now =
-          started.length < slots && p.status === "pending" && p.orderingKey === null && p.batchKey === null;
-        if (now) {
-          started.push({
-            id: p.id,
-            eventId: p.eventId,
-            observer: p.observer,
-            actionIndex: p.actionIndex,
-            attempt: 1,
-            attemptBase: 0,
-            replayed: false,
-            event: byId.get(p.eventId) as CapturedEvent,
-          });
-        } else if (p.status === "pending" && p.batchKey === null) {
-          queued = true;
-        }
-        return { planned: p, running: now };
-      });
-      await routeEvents(
-        tx,
-        this.t,
-        rows,
-        events.map((e) => e.id),
-        this.workerId,
-        this.leaseMs,
-      );
+    const read = unroutedEventsStatement(this.t, limit);
+    const decide = (rows: EventRow[]) => this.planRoute(rows.map(toCapturedEvent), slots);
+    // On PostgreSQL the pass is two round trips: BEGIN with the read, the write with COMMIT.
+    const plan = this.db.readThenWrite
+      ? await this.db.readThenWrite(read, decide)
+      : await this.db.transaction(async (tx) => {
+          const { rows } = await tx.query<EventRow>(read.text, read.params);
+          const { write, value } = decide(rows);
+          if (write) await tx.query(write.text, write.params);
+          return value;
+        });
+    if (plan.queued) this.backlog = true;
+    this.changedRows += plan.events + plan.planned.length;
+    if (plan.events > 0 && channels.routed.hasSubscribers)
+      channels.routed.publish({ events: plan.events, entities: plan.entities, deliveries: plan.planned });
+    for (const delivery of plan.started) this.startAttempt(delivery);
+    return plan.events;
+  }
+
+  /** Decides the deliveries of routed events, which of them start now, and the statement that writes them. */
+  private planRoute(
+    events: readonly CapturedEvent[],
+    slots: number,
+  ): { write?: Statement | undefined; value: RoutePlan } {
+    const entities: Record<string, number> = {};
+    for (const e of events) entities[e.entity] = (entities[e.entity] ?? 0) + 1;
+    const plan: RoutePlan = { events: events.length, entities, planned: [], started: [], queued: false };
+    if (events.length === 0) return { value: plan };
+    const byId = new Map(events.map((e) => [e.id, e]));
+    plan.planned = events.flatMap((event) => planDeliveries(event, this.registry));
+    const rows = plan.planned.map((p) => {
+      const now =
+        plan.started.length < slots &&
+        p.status === "pending" &&
+        p.orderingKey === null &&
+        p.batchKey === null;
+      if (now) {
+        plan.started.push({
+          id: p.id,
+          eventId: p.eventId,
+          observer: p.observer,
+          actionIndex: p.actionIndex,
+          attempt: 1,
+          attemptBase: 0,
+          replayed: false,
+          event: byId.get(p.eventId) as CapturedEvent,
+        });
+      } else if (p.status === "pending" && p.batchKey === null) {
+        plan.queued = true;
+      }
+      return { planned: p, running: now };
     });
-    if (queued) this.backlog = true;
-    this.changedRows += count + planned.length;
-    if (count > 0 && channels.routed.hasSubscribers)
-      channels.routed.publish({ events: count, entities, deliveries: planned });
-    for (const delivery of started) this.startAttempt(delivery);
-    return count;
+    const write = routeStatement(
+      this.t,
+      rows,
+      events.map((e) => e.id),
+      this.workerId,
+      this.leaseMs,
+    );
+    return { write, value: plan };
   }
 
   private startAttempt(delivery: ClaimedDelivery): void {
@@ -1210,16 +1236,15 @@ function statusOf(outcome: AttemptOutcome): number | null {
  * Writes the deliveries of routed events and marks the events routed, in one statement.
  * Deliveries started at once are written as `running`, leased to `workerId`, attempt 1.
  */
-export async function routeEvents(
-  tx: Queryable,
+export function routeStatement(
   t: InternalTables,
   rows: readonly { planned: PlannedDelivery; running: boolean }[],
   eventIds: readonly string[],
   workerId: string,
   leaseMs: number,
-): Promise<void> {
-  await tx.query(
-    `WITH inserted AS (
+): Statement {
+  return {
+    text: `WITH inserted AS (
        INSERT INTO ${t.deliveries}
               (id, event_id, observer, action_index, status, attempts, locked_by, locked_until,
                depends_on, ordering_key, batch_key)
@@ -1232,7 +1257,7 @@ export async function routeEvents(
                 depends_on uuid, ordering_key text, batch_key text)
      )
      UPDATE ${t.events} SET routed_at = now() WHERE id = ANY($2::bigint[])`,
-    [
+    params: [
       JSON.stringify(
         rows.map(({ planned: p, running }) => ({
           id: p.id,
@@ -1250,5 +1275,5 @@ export async function routeEvents(
       workerId,
       leaseMs,
     ],
-  );
+  };
 }
