@@ -45,6 +45,34 @@ export function inlineParams(statement: Statement): string {
   });
 }
 
+/**
+ * Runs `fn` on a pooled client that opens and commits a transaction; rolls back when it throws.
+ * A checked-out client whose connection dies (server restart) emits "error"; without a listener
+ * that would crash the process (the query in flight rejects on its own), and the client is then
+ * dropped from the pool.
+ */
+async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  const onError = () => {
+    broken = true;
+  };
+  client.on("error", onError);
+  try {
+    return await fn(client);
+  } catch (err) {
+    try {
+      await client.query("ROLLBACK");
+    } catch {
+      broken = true;
+    }
+    throw err;
+  } finally {
+    client.off("error", onError);
+    client.release(broken);
+  }
+}
+
 /** Connects to a real PostgreSQL through a `pg` pool. */
 export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<Database> {
   const pool = new pg.Pool({
@@ -73,64 +101,25 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     kind: "postgresql",
     query: base.query,
     exec: base.exec,
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      let broken = false;
-      // A checked-out client whose connection dies (server restart) emits "error"; without a
-      // listener that would crash the process. The query in flight rejects on its own.
-      const onError = () => {
-        broken = true;
-      };
-      client.on("error", onError);
-      try {
+    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      return inTransaction(pool, async (client) => {
         await client.query("BEGIN");
         const result = await fn(wrapQueryable(client));
         await client.query("COMMIT");
         return result;
-      } catch (err) {
-        try {
-          await client.query("ROLLBACK");
-        } catch {
-          broken = true;
-        }
-        throw err;
-      } finally {
-        client.off("error", onError);
-        client.release(broken);
-      }
+      });
     },
-    async readThenWrite<R, T>(
+    readThenWrite<R, T>(
       read: Statement,
       decide: (rows: R[]) => { readonly write?: Statement | undefined; readonly value: T },
     ): Promise<T> {
-      const client = await pool.connect();
-      let broken = false;
-      const onError = () => {
-        broken = true;
-      };
-      client.on("error", onError);
-      let open = false;
-      try {
-        open = true;
+      return inTransaction(pool, async (client) => {
         const results = (await client.query(`BEGIN; ${inlineParams(read)}`)) as unknown as pg.QueryResult[];
         const rows = (results[results.length - 1]?.rows ?? []) as R[];
         const { write, value } = decide(rows);
         await client.query(write ? `${inlineParams(write)}; COMMIT` : "COMMIT");
-        open = false;
         return value;
-      } catch (err) {
-        if (open) {
-          try {
-            await client.query("ROLLBACK");
-          } catch {
-            broken = true;
-          }
-        }
-        throw err;
-      } finally {
-        client.off("error", onError);
-        client.release(broken);
-      }
+      });
     },
     async holdLock(name: string): Promise<HeldLock | undefined> {
       const client = new pg.Client({ connectionString: url, application_name: "fraiseql-worker" });
