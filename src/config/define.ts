@@ -201,6 +201,8 @@ export interface WebhooksInput {
     lease?: Duration;
     /** (Default: 256) */
     concurrency?: number;
+    /** (Default: true) */
+    liveness_lock?: boolean;
   };
   batching?: {
     /** (Default: false) */

@@ -452,6 +452,7 @@ const readDispatch = table({
   poll_interval: dflt(duration, 200),
   lease: dflt(duration, 5000),
   concurrency: dflt(integer(1), 256),
+  liveness_lock: dflt(boolean, true),
 });
 
 const readBatching = table({

@@ -139,6 +139,12 @@ export interface DispatchConfig {
   readonly lease: number;
   /** Concurrent HTTP requests per process. (Default: 256) */
   readonly concurrency: number;
+  /**
+   * Hold a session advisory lock on a connection of its own, so that other processes take this
+   * one's work back as soon as it dies. Turn off behind a transaction-pooling proxy, where a
+   * session lock outlives the client. (Default: true)
+   */
+  readonly livenessLock: boolean;
 }
 
 export interface DlqConfig {

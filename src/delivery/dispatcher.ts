@@ -547,6 +547,7 @@ export class Dispatcher {
   /** Takes this process's liveness lock (again, after its connection was lost). */
   private async takeLivenessLock(): Promise<void> {
     if (this.liveness || !this.db.holdLock || this.stopping) return;
+    if (!this.config.webhooks.dispatch.livenessLock) return;
     try {
       const held = await this.db.holdLock(this.livenessPrefix() + this.workerId);
       if (!held) return;

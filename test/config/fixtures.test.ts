@@ -212,6 +212,7 @@ describe("defaults", () => {
       pollInterval: 200,
       lease: 5000,
       concurrency: 256,
+      livenessLock: true,
     });
     assert.deepEqual(config.webhooks.signing, {
       enabled: false,

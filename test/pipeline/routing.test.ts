@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { openPglite } from "../../src/db/pglite.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { eventually, startTestService, usePipeline } from "../helpers/app.js";
+import { openTestDatabase, TEST_DATABASE_URL } from "../helpers/db.js";
 
 const TOML = `
 [[entities]]
@@ -90,4 +91,35 @@ describe("the embedded PGlite, which has no autovacuum", () => {
       await db.close();
     }
   });
+});
+
+describe("the liveness lock", {
+  skip: TEST_DATABASE_URL ? false : "needs a PostgreSQL server (TEST_DATABASE_URL)",
+}, () => {
+  for (const setting of [true, false]) {
+    it(`is ${setting ? "held by default" : "not taken with liveness_lock = false"}`, async () => {
+      const db = await openTestDatabase();
+      const toml = setting
+        ? TOML
+        : TOML.replace("[webhooks.dispatch]", "[webhooks.dispatch]\nliveness_lock = false");
+      const service = await startTestService(db, toml, { RECEIVER: "http://127.0.0.1:9" });
+      try {
+        await eventually(
+          async () => (await db.query("SELECT 1 FROM fraiseql.workers")).rows.length === 1,
+          10_000,
+          "the worker's row",
+        );
+        const { rows } = await db.query<{ held: boolean; sessions: number }>(
+          `SELECT (SELECT liveness_lock FROM fraiseql.workers) AS held,
+                  (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND granted
+                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS sessions`,
+        );
+        assert.equal(rows[0]!.held, setting);
+        assert.equal(rows[0]!.sessions, setting ? 1 : 0);
+      } finally {
+        await service.close();
+        await db.close();
+      }
+    });
+  }
 });
