@@ -22,22 +22,21 @@
  * profile is taken and kept in the file next to the profile's own fields (`fraiseql.sources`).
  */
 
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { findSourceMap } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { openFraiseql } from "../src/app.js";
 import type { Database } from "../src/db/driver.js";
 import { openPostgres } from "../src/db/pg.js";
 import { CpuProbe, type CpuProbeSources, type CpuUse, describeCpu } from "./cpu.js";
 import { backendPids, connectServer, type DatabaseServer, redactUrl } from "./database.js";
 import { type DrainResult, drainRate } from "./drain.js";
 import { type Receiver, startReceiver } from "./receiver-control.js";
-import { cleanUp, log, number, onCleanup } from "./resources.js";
-import { benchConfig } from "./workload.js";
+import { cleanUp, log, number, numberOption, onCleanup, runMain, writeFileAtomically } from "./resources.js";
+import { prepareDatabase } from "./workload.js";
 
 const DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test";
 /** The project's root, `file:///.../`, to name its files relative to it. */
@@ -54,15 +53,6 @@ interface Settings {
   readonly serverUrl: string;
 }
 
-function count(text: string | undefined, fallback: number, name: string, zero = false): number {
-  if (text === undefined || text === "") return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < (zero ? 0 : 1)) {
-    throw new Error(`${name} must be a ${zero ? "non-negative" : "positive"} whole number, got ${text}`);
-  }
-  return value;
-}
-
 function readSettings(): Settings {
   const { values } = parseArgs({
     options: {
@@ -77,9 +67,9 @@ function readSettings(): Settings {
   const env = process.env;
   const today = new Date().toISOString().slice(0, 10);
   return {
-    n: count(values.n ?? env.BENCH_N, 20_000, "--n"),
-    warmup: count(values.warmup, 2000, "--warmup", true),
-    intervalMicros: count(values.interval, 100, "--interval"),
+    n: numberOption(values.n ?? env.BENCH_N, 20_000, "--n", { whole: true }),
+    warmup: numberOption(values.warmup, 2000, "--warmup", { whole: true, zero: true }),
+    intervalMicros: numberOption(values.interval, 100, "--interval", { whole: true }),
     out: values.out ?? fileURLToPath(new URL(`./results/profile-${today}.cpuprofile`, import.meta.url)),
     summarize: values.summarize,
     serverUrl: env.BENCH_DATABASE_URL || env.TEST_DATABASE_URL || DEFAULT_URL,
@@ -178,16 +168,6 @@ class ProfilingProbe extends CpuProbe {
   }
 }
 
-/** Migrates a fresh benchmark database (as `prepareDatabase` of `bench/run.ts`, without its checks). */
-async function migrate(db: Database, receiverUrl: string): Promise<void> {
-  const app = await openFraiseql(benchConfig(receiverUrl), { db });
-  try {
-    await app.migrate();
-  } finally {
-    await app.close();
-  }
-}
-
 /** One drain on a fresh database, dropped afterwards; `probe` as the drain figure passes it. */
 async function drainOnce(
   server: DatabaseServer,
@@ -199,7 +179,7 @@ async function drainOnce(
   const db = await openPostgres(database.url);
   const closePool = onCleanup(() => db.close());
   try {
-    await migrate(db, receiver.url);
+    await prepareDatabase(db, receiver.url);
     const result = await drainRate({
       db,
       receiverUrl: receiver.url,
@@ -483,23 +463,8 @@ async function main(): Promise<void> {
   await cleanUp();
   const out = resolve(settings.out);
   await mkdir(dirname(out), { recursive: true });
-  // Written next to the target, then renamed, so an interrupted run never leaves half a file.
-  await writeFile(`${out}.tmp`, JSON.stringify(profile));
-  await rename(`${out}.tmp`, out);
+  await writeFileAtomically(out, JSON.stringify(profile));
   process.stdout.write(`\nprofile written to ${out}\n${summarize(profile)}`);
 }
 
-let interrupted = false;
-
-process.once("SIGINT", () => {
-  interrupted = true;
-  log("interrupted: cleaning up");
-  void cleanUp().finally(() => process.exit(130));
-});
-
-main().catch(async (err: Error) => {
-  if (interrupted) return;
-  log(`profile failed: ${err.stack ?? err.message}`);
-  await cleanUp();
-  process.exitCode = 1;
-});
+runMain("profile", main);

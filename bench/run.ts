@@ -39,12 +39,10 @@
  * says so.
  */
 
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, platform, release, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { openFraiseql } from "../src/app.js";
-import { captureTriggerInstalled } from "../src/capture/triggers.js";
 import type { Database } from "../src/db/driver.js";
 import { openPostgres } from "../src/db/pg.js";
 import { openPglite } from "../src/db/pglite.js";
@@ -59,7 +57,16 @@ import { type RateResult, rawPostRate, senderPostRate } from "./post.js";
 import { type Receiver, startReceiver } from "./receiver-control.js";
 import { type PreparedRecovery, prepareRecovery } from "./recovery.js";
 import { type PreparedReplay, prepareReplay } from "./replay.js";
-import { cleanUp, log, number, onCleanup } from "./resources.js";
+import {
+  cleanUp,
+  log,
+  number,
+  numberOption,
+  onCleanup,
+  runMain,
+  UsageError,
+  writeFileAtomically,
+} from "./resources.js";
 import {
   type PreparedDrain,
   prepareWorkerDrain,
@@ -67,7 +74,7 @@ import {
   type WorkerDrainResult,
 } from "./scaling.js";
 import { watchPaused } from "./workers.js";
-import { benchConfig } from "./workload.js";
+import { prepareDatabase } from "./workload.js";
 
 const DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test";
 const FIGURES = [
@@ -120,15 +127,6 @@ function flag(value: boolean | undefined, env: string | undefined): boolean {
   return value === true || (env !== undefined && env !== "" && env !== "0" && env !== "false");
 }
 
-function positive(text: string | undefined, fallback: number, name: string): number {
-  if (text === undefined || text === "") return fallback;
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new Error(`${name} must be a positive number, got ${text}`);
-  }
-  return value;
-}
-
 function readSettings(): Settings {
   const { values } = parseArgs({
     options: {
@@ -150,20 +148,20 @@ function readSettings(): Settings {
   });
   const env = process.env;
   const quick = flag(values.quick, env.BENCH_QUICK);
-  const n = Math.round(positive(values.n ?? env.BENCH_N, quick ? 1000 : 10_000, "--n"));
+  const n = Math.round(numberOption(values.n ?? env.BENCH_N, quick ? 1000 : 10_000, "--n"));
   const onlyText = values.only ?? env.BENCH_ONLY;
   const only = new Set<FigureName>();
   const defaults = FIGURES.filter((f) => f !== "memory");
   for (const name of onlyText === undefined ? defaults : onlyText.split(",")) {
     const trimmed = name.trim();
     if (!FIGURES.includes(trimmed as FigureName)) {
-      throw new Error(`--only takes ${FIGURES.join(", ")}; got ${trimmed}`);
+      throw new UsageError(`--only takes ${FIGURES.join(", ")}; got ${trimmed}`);
     }
     only.add(trimmed as FigureName);
   }
   if (flag(values.memory, env.BENCH_MEMORY)) only.add("memory");
   const int = (text: string | undefined, fallback: number, name: string) =>
-    Math.round(positive(text, fallback, name));
+    Math.round(numberOption(text, fallback, name));
   return {
     quick,
     pglite: flag(values.pglite, env.BENCH_PGLITE),
@@ -171,21 +169,21 @@ function readSettings(): Settings {
     // PGlite runs every statement through one in-process connection; a smaller drain keeps the
     // run short and still shows its rate.
     pgliteN: Math.min(n, quick ? 200 : 1000),
-    insertSeconds: positive(values.seconds ?? env.BENCH_SECONDS, quick ? 1 : 5, "--seconds"),
+    insertSeconds: numberOption(values.seconds ?? env.BENCH_SECONDS, quick ? 1 : 5, "--seconds"),
     events: int(values.events ?? env.BENCH_EVENTS, quick ? 2000 : 20_000, "--events"),
-    latencyRate: positive(
+    latencyRate: numberOption(
       values["latency-rate"] ?? env.BENCH_LATENCY_RATE,
       quick ? 200 : 1000,
       "--latency-rate",
     ),
-    latencySeconds: positive(
+    latencySeconds: numberOption(
       values["latency-seconds"] ?? env.BENCH_LATENCY_SECONDS,
       quick ? 3 : 30,
       "--latency-seconds",
     ),
     dlqLetters: int(values["dlq-letters"] ?? env.BENCH_DLQ_LETTERS, quick ? 1000 : 10_000, "--dlq-letters"),
     memoryDeliveries: int(values["memory-n"] ?? env.BENCH_MEMORY_N, 1_000_000, "--memory-n"),
-    memoryMinutes: positive(values["memory-minutes"] ?? env.BENCH_MEMORY_MINUTES, 10, "--memory-minutes"),
+    memoryMinutes: numberOption(values["memory-minutes"] ?? env.BENCH_MEMORY_MINUTES, 10, "--memory-minutes"),
     only,
     partial: onlyText !== undefined,
     write: values["no-write"] !== true,
@@ -196,23 +194,6 @@ function readSettings(): Settings {
 // ---------------------------------------------------------------------------------------------
 // Resources: everything opened is closed in reverse order, on success, error or Ctrl-C
 // (bench/resources.ts).
-
-/** Migrates a benchmark database (internal tables, entity tables, capture triggers). */
-async function prepareDatabase(db: Database, receiverUrl: string): Promise<void> {
-  const config = benchConfig(receiverUrl);
-  const app = await openFraiseql(config, { db });
-  try {
-    await app.migrate();
-    const [drained, plain, observed] = config.entities;
-    if (!drained || !plain || !observed) throw new Error("benchmark configuration lost an entity");
-    if (!(await captureTriggerInstalled(db, drained)) || !(await captureTriggerInstalled(db, observed))) {
-      throw new Error("capture trigger missing on an observed benchmark table");
-    }
-    if (await captureTriggerInstalled(db, plain)) throw new Error(`capture trigger found on ${plain.table}`);
-  } finally {
-    await app.close();
-  }
-}
 
 const tracked = new Map<Database, () => Promise<void>>();
 
@@ -921,25 +902,9 @@ async function main(): Promise<void> {
       figures: figures.map((f) => ({ ...f, ratio: ratioOf(f) ?? null })),
       notes,
     };
-    // Written next to the target, then renamed, so an interrupted run never leaves half a file.
-    await writeFile(`${file}.tmp`, `${JSON.stringify(results, null, 2)}\n`);
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomically(file, `${JSON.stringify(results, null, 2)}\n`);
     process.stdout.write(`results written to ${file}\n`);
   }
 }
 
-let interrupted = false;
-
-process.once("SIGINT", () => {
-  interrupted = true;
-  log("interrupted: cleaning up");
-  void cleanUp().finally(() => process.exit(130));
-});
-
-main().catch(async (err: Error) => {
-  // After Ctrl-C the figures fail on closed pools; that is not worth a stack trace.
-  if (interrupted) return;
-  log(`bench failed: ${err.stack ?? err.message}`);
-  await cleanUp();
-  process.exitCode = 1;
-});
+runMain("bench", main);

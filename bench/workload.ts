@@ -4,8 +4,11 @@
  * tables of the insert figure.
  */
 
+import { openFraiseql } from "../src/app.js";
+import { captureTriggerInstalled } from "../src/capture/triggers.js";
 import { parseConfig } from "../src/config/load.js";
 import type { ResolvedConfig } from "../src/config/types.js";
+import type { Database } from "../src/db/driver.js";
 
 /** Signing secret shared by the sender and (unused) the receiver. */
 export const BENCH_SECRET = "bench-secret-0123456789abcdef";
@@ -215,4 +218,21 @@ ${sections.map((section) => `\n${section}\n`).join("")}`;
 /** {@link workerToml}, resolved as the worker resolves it (to open the same pipeline in this process). */
 export function workerConfig(options: WorkerTomlOptions): ResolvedConfig {
   return parseConfig(workerToml(options), { file: "bench-worker.toml", env: {} });
+}
+
+/** Migrates a benchmark database (internal tables, entity tables, capture triggers) and checks the triggers. */
+export async function prepareDatabase(db: Database, receiverUrl: string): Promise<void> {
+  const config = benchConfig(receiverUrl);
+  const app = await openFraiseql(config, { db });
+  try {
+    await app.migrate();
+    const [drained, plain, observed] = config.entities;
+    if (!drained || !plain || !observed) throw new Error("benchmark configuration lost an entity");
+    if (!(await captureTriggerInstalled(db, drained)) || !(await captureTriggerInstalled(db, observed))) {
+      throw new Error("capture trigger missing on an observed benchmark table");
+    }
+    if (await captureTriggerInstalled(db, plain)) throw new Error(`capture trigger found on ${plain.table}`);
+  } finally {
+    await app.close();
+  }
 }

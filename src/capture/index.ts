@@ -1,4 +1,4 @@
-export { type CapturedEvent, claimUnroutedEvents } from "./outbox.js";
+export { type CapturedEvent, unroutedEventsStatement } from "./outbox.js";
 export {
   CAPTURE_TRIGGER,
   captureTriggerInstalled,

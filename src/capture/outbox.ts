@@ -1,5 +1,5 @@
 import type { EventKind } from "../config/types.js";
-import type { Queryable, Statement } from "../db/driver.js";
+import type { Statement } from "../db/driver.js";
 import type { InternalTables } from "../db/tables.js";
 
 /** One captured row change, as read from the outbox. */
@@ -44,36 +44,13 @@ export function toCapturedEvent(row: EventRow): CapturedEvent {
 export const EVENT_COLUMNS = "id, entity, op, old_row, new_row, changed, txid, created_at";
 
 /**
- * Locks up to `limit` events not yet routed to observers, oldest first. Other processes skip
- * them, so each event is routed once; the lock ends with the caller's transaction.
+ * Locks up to `limit` events not yet routed to observers, oldest first; other processes skip
+ * them, so each event is routed once, and the lock ends with the caller's transaction. Its rows
+ * go through {@link toCapturedEvent}.
  */
-export async function claimUnroutedEvents(
-  tx: Queryable,
-  t: InternalTables,
-  limit: number,
-): Promise<CapturedEvent[]> {
-  const read = unroutedEventsStatement(t, limit);
-  const { rows } = await tx.query<EventRow>(read.text, read.params);
-  return rows.map(toCapturedEvent);
-}
-
-/** The statement of {@link claimUnroutedEvents}; its rows go through {@link toCapturedEvent}. */
 export function unroutedEventsStatement(t: InternalTables, limit: number): Statement {
   return {
     text: `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE routed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
     params: [limit],
   };
-}
-
-/** Reads events by id (for rendering deliveries). */
-export async function readEvents(
-  db: Queryable,
-  t: InternalTables,
-  ids: readonly string[],
-): Promise<Map<string, CapturedEvent>> {
-  const { rows } = await db.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE id = ANY($1::bigint[])`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [String(r.id), toCapturedEvent(r)]));
 }

@@ -200,7 +200,7 @@ export class Dispatcher {
   private lastClaim = 0;
   /** PGlite has no autovacuum: rows this process changed since it last analysed its tables. */
   private changedRows = 0;
-  private analysedAt = { rows: 0, time: 0, vacuum: 0 };
+  private analysedAt = { rows: 0, vacuum: 0 };
   /** This process's liveness lock, while held. */
   private liveness: HeldLock | undefined;
   private readonly idleWaiters: (() => void)[] = [];
@@ -346,7 +346,6 @@ export class Dispatcher {
           this.lastMaintenance = now;
           await this.maintain();
         }
-        if (this.db.kind === "pglite") await this.autovacuum(now);
         let claimed = 0;
         let routed = 0;
         let routeLimit = 0;
@@ -459,13 +458,13 @@ export class Dispatcher {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
     last.rows += this.changedRows;
-    last.time = now;
     this.changedRows = 0;
   }
 
   /** Periodic housekeeping; a failure is reported and retried at the next interval. */
   private async maintain(): Promise<void> {
     try {
+      if (this.db.kind === "pglite") await this.autovacuum(Date.now());
       await this.sweepHeldLetters();
       const dlqRetention = this.config.webhooks.dlq.retention;
       const retention = this.config.database.retention;

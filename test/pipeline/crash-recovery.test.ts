@@ -14,22 +14,23 @@ const skip = TEST_DATABASE_URL ? false : "needs a PostgreSQL server (TEST_DATABA
 
 const EVENTS = 300;
 
-describe("crash recovery", { skip }, () => {
-  let db: TestDatabase;
-  let mock: MockWebhookServer;
-  let dir: string;
-  let config: string;
-
+/**
+ * A database, a receiver answering after `delayMs`, and a migrated configuration file for worker
+ * processes: the `Order` entity, then `rest` (observers and dispatch settings), given the
+ * receiver's URL. Everything is closed after the suite.
+ */
+function useWorkerSetup(delayMs: number, rest: (receiverUrl: string) => string) {
+  const fx = {} as { db: TestDatabase; mock: MockWebhookServer; config: string };
+  let dir: string | undefined;
   before(async () => {
-    db = await openTestDatabase();
-    // Slow answers keep many deliveries in flight when the worker is killed.
-    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 40 } });
+    fx.db = await openTestDatabase();
+    fx.mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs } });
     dir = await mkdtemp(join(tmpdir(), "fraiseql-crash-"));
-    config = join(dir, "fraiseql.toml");
+    fx.config = join(dir, "fraiseql.toml");
     await writeMigratedConfig(
-      config,
+      fx.config,
       `[database]
-url = "${db.url}"
+url = "${fx.db.url}"
 
 [[entities]]
 name = "Order"
@@ -37,12 +38,27 @@ name = "Order"
 id = "ID"
 total = "Float"
 
-[[observers]]
+${rest(fx.mock.url)}`,
+    );
+  });
+  after(async () => {
+    await fx.mock?.close();
+    await fx.db?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  return fx;
+}
+
+describe("crash recovery", { skip }, () => {
+  // Slow answers keep many deliveries in flight when the worker is killed.
+  const fx = useWorkerSetup(
+    40,
+    (receiver) => `[[observers]]
 name = "on_order_created"
 entity = "Order"
 event = "INSERT"
 [[observers.actions]]
-url = "${mock.url}/orders"
+url = "${receiver}/orders"
 body = { order_id = "{{ id }}" }
 
 [webhooks.dispatch]
@@ -50,27 +66,21 @@ poll_interval = "50ms"
 lease = "2s"
 concurrency = 64
 `,
-    );
-  });
-  after(async () => {
-    await mock?.close();
-    await db?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  );
 
   it("SIGKILL with deliveries in flight, restart: every event arrives with its original delivery id", async () => {
-    await db.query(`INSERT INTO orders (total) SELECT g FROM generate_series(1, ${EVENTS}) AS g`);
-    const first = spawnCli(["worker", "--config", config]);
-    await eventually(() => mock.callCount >= 60, 60_000, "the first worker to deliver some events");
+    await fx.db.query(`INSERT INTO orders (total) SELECT g FROM generate_series(1, ${EVENTS}) AS g`);
+    const first = spawnCli(["worker", "--config", fx.config]);
+    await eventually(() => fx.mock.callCount >= 60, 60_000, "the first worker to deliver some events");
     first.kill("SIGKILL");
     assert.equal(await exited(first), "SIGKILL");
-    const beforeRestart = new Set(mock.calls.map((c) => c.json.order_id)).size;
+    const beforeRestart = new Set(fx.mock.calls.map((c) => c.json.order_id)).size;
     assert.ok(beforeRestart < EVENTS, "the worker was killed before it delivered everything");
 
-    const second = spawnCli(["worker", "--config", config]);
+    const second = spawnCli(["worker", "--config", fx.config]);
     try {
       await eventually(
-        () => new Set(mock.calls.map((c) => c.json.order_id)).size === EVENTS,
+        () => new Set(fx.mock.calls.map((c) => c.json.order_id)).size === EVENTS,
         60_000,
         `all ${EVENTS} events to arrive`,
       );
@@ -78,7 +88,7 @@ concurrency = 64
       // expire: duplicates, with their original delivery ids.
       await eventually(
         async () => {
-          const { rows } = await db.query<{ n: number }>(
+          const { rows } = await fx.db.query<{ n: number }>(
             "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
           );
           return rows[0]!.n === EVENTS;
@@ -92,14 +102,14 @@ concurrency = 64
     assert.equal(await exited(second), 0, second.output());
 
     const idsByOrder = new Map<number, Set<string>>();
-    for (const call of mock.calls) {
+    for (const call of fx.mock.calls) {
       const ids = idsByOrder.get(call.json.order_id) ?? new Set();
       ids.add(call.deliveryId as string);
       idsByOrder.set(call.json.order_id, ids);
     }
     assert.equal(idsByOrder.size, EVENTS);
     for (const [order, ids] of idsByOrder) assert.equal(ids.size, 1, `order ${order} kept one delivery id`);
-    const { rows } = await db.query<{ status: string; n: number }>(
+    const { rows } = await fx.db.query<{ status: string; n: number }>(
       "SELECT status, count(*)::int AS n FROM fraiseql.deliveries GROUP BY status",
     );
     assert.deepEqual(rows, [{ status: "succeeded", n: EVENTS }]);
@@ -107,33 +117,14 @@ concurrency = 64
 });
 
 describe("crash recovery of batches", { skip }, () => {
-  let db: TestDatabase;
-  let mock: MockWebhookServer;
-  let dir: string;
-  let config: string;
-
-  before(async () => {
-    db = await openTestDatabase();
-    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 150 } });
-    dir = await mkdtemp(join(tmpdir(), "fraiseql-crash-batch-"));
-    config = join(dir, "fraiseql.toml");
-    await writeMigratedConfig(
-      config,
-      `[database]
-url = "${db.url}"
-
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
+  const fx = useWorkerSetup(
+    150,
+    (receiver) => `[[observers]]
 name = "batch_order_analytics"
 entity = "Order"
 event = "INSERT"
 [[observers.actions]]
-url = "${mock.url}/batch"
+url = "${receiver}/batch"
 batch = { size = 10, timeout = "300ms" }
 body = { orders = [{ id = "{{ id }}" }] }
 
@@ -141,32 +132,26 @@ body = { orders = [{ id = "{{ id }}" }] }
 poll_interval = "50ms"
 lease = "2s"
 `,
-    );
-  });
-  after(async () => {
-    await mock?.close();
-    await db?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  );
 
   it("SIGKILL while batches fill and fly: every event arrives, and a batch always carries the same events", async () => {
-    const first = spawnCli(["worker", "--config", config]);
+    const first = spawnCli(["worker", "--config", fx.config]);
     // Rows arrive over time, so batches are filling when the worker dies.
     for (let i = 0; i < 30; i++) {
-      await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 10) AS g");
+      await fx.db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 10) AS g");
       if (i === 15) {
-        await eventually(() => mock.callCount >= 3, 30_000, "some batches");
+        await eventually(() => fx.mock.callCount >= 3, 30_000, "some batches");
         first.kill("SIGKILL");
         assert.equal(await exited(first), "SIGKILL");
       }
     }
-    const second = spawnCli(["worker", "--config", config]);
-    const ids = () => new Set(mock.calls.flatMap((c) => c.json.orders.map((o: { id: number }) => o.id)));
+    const second = spawnCli(["worker", "--config", fx.config]);
+    const ids = () => new Set(fx.mock.calls.flatMap((c) => c.json.orders.map((o: { id: number }) => o.id)));
     try {
       await eventually(() => ids().size === 300, 60_000, "all 300 events");
       await eventually(
         async () => {
-          const { rows } = await db.query<{ n: number }>(
+          const { rows } = await fx.db.query<{ n: number }>(
             "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
           );
           return rows[0]!.n === 0;
@@ -179,7 +164,7 @@ lease = "2s"
     }
     assert.equal(await exited(second), 0, second.output());
     const byBatch = new Map<string, string>();
-    for (const call of mock.calls) {
+    for (const call of fx.mock.calls) {
       const members: number[] = call.json.orders.map((o: { id: number }) => o.id);
       assert.equal(new Set(members).size, members.length, "no event twice in a batch");
       const key = JSON.stringify([...members].sort((a, b) => a - b));
@@ -191,35 +176,16 @@ lease = "2s"
 });
 
 describe("a killed worker's liveness lock", { skip }, () => {
-  let db: TestDatabase;
-  let mock: MockWebhookServer;
-  let dir: string;
-  let config: string;
-
-  before(async () => {
-    db = await openTestDatabase();
-    mock = await MockWebhookServer.start({ defaultResponse: { status: 200, delayMs: 300 } });
-    dir = await mkdtemp(join(tmpdir(), "fraiseql-liveness-"));
-    config = join(dir, "fraiseql.toml");
-    // A lease of a minute: without the liveness lock the killed worker's deliveries would wait
-    // 40 s (two missed heartbeats) before another worker took them back.
-    await writeMigratedConfig(
-      config,
-      `[database]
-url = "${db.url}"
-
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
+  // A lease of a minute: without the liveness lock the killed worker's deliveries would wait
+  // 40 s (two missed heartbeats) before another worker took them back.
+  const fx = useWorkerSetup(
+    300,
+    (receiver) => `[[observers]]
 name = "on_order_created"
 entity = "Order"
 event = "INSERT"
 [[observers.actions]]
-url = "${mock.url}/orders"
+url = "${receiver}/orders"
 body = { order_id = "{{ id }}" }
 
 [webhooks.dispatch]
@@ -227,22 +193,16 @@ poll_interval = "50ms"
 lease = "60s"
 concurrency = 16
 `,
-    );
-  });
-  after(async () => {
-    await mock?.close();
-    await db?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  );
 
   it("frees the lock when the process dies: another worker takes its deliveries back without waiting for the lease", async () => {
-    await db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 40) AS g");
-    const first = spawnCli(["worker", "--config", config]);
-    const second = spawnCli(["worker", "--config", config]);
+    await fx.db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 40) AS g");
+    const first = spawnCli(["worker", "--config", fx.config]);
+    const second = spawnCli(["worker", "--config", fx.config]);
     try {
       await eventually(
         async () => {
-          const { rows } = await db.query<{ n: number }>(
+          const { rows } = await fx.db.query<{ n: number }>(
             "SELECT count(*)::int AS n FROM fraiseql.workers WHERE liveness_lock",
           );
           return rows[0]!.n === 2;
@@ -250,17 +210,17 @@ concurrency = 16
         60_000,
         "both workers to hold their liveness lock",
       );
-      await eventually(() => mock.callCount >= 4, 60_000, "some deliveries to be in flight");
+      await eventually(() => fx.mock.callCount >= 4, 60_000, "some deliveries to be in flight");
       first.kill("SIGKILL");
       assert.equal(await exited(first), "SIGKILL");
       await eventually(
-        () => new Set(mock.calls.map((c) => c.json.order_id)).size === 40,
+        () => new Set(fx.mock.calls.map((c) => c.json.order_id)).size === 40,
         25_000,
         "every event to arrive, well before the killed worker's 60 s leases run out",
       );
       await eventually(
         async () => {
-          const { rows } = await db.query<{ n: number }>(
+          const { rows } = await fx.db.query<{ n: number }>(
             "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
           );
           return rows[0]!.n === 0;
@@ -270,7 +230,9 @@ concurrency = 16
       );
       await eventually(
         async () => {
-          const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM fraiseql.workers");
+          const { rows } = await fx.db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM fraiseql.workers",
+          );
           return rows[0]!.n === 1;
         },
         10_000,
