@@ -17,7 +17,7 @@ import {
 } from "./pipeline.js";
 import type { Receiver } from "./receiver-control.js";
 import { epochMs, sleep } from "./resources.js";
-import { spawnWorker, type WorkerProcess, writeConfig } from "./workers.js";
+import { type PreparedFigure, startFigureWorkers, type WorkerProcess } from "./workers.js";
 import { LATENCY_TABLE, workerToml } from "./workload.js";
 
 /** Options of {@link measureLatency}. */
@@ -78,12 +78,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
 }
 
 /** A latency run whose database exists and whose worker is starting. */
-export interface PreparedLatency {
-  /** Resolves once the worker runs (SIGSTOPped with `pause` when asked to). */
-  readonly ready: Promise<void>;
-  /** Measures (resuming a paused worker first), then stops the worker and drops the database. */
-  run(): Promise<LatencyResult>;
-}
+export type PreparedLatency = PreparedFigure<LatencyResult>;
 
 /**
  * Creates the database and spawns the worker of {@link measureLatency}. With `pause`, the worker
@@ -94,26 +89,17 @@ export async function prepareLatency(
   options: LatencyOptions & { pause?: boolean },
 ): Promise<PreparedLatency> {
   const fresh = await freshDatabase(options.server, 16);
-  let worker: WorkerProcess;
-  try {
-    const path = await writeConfig(
-      options.name,
-      workerToml({
-        databaseUrl: fresh.database.url,
-        receiverUrl: options.receiver.url,
-        observer: "latency",
-        ...(options.pollInterval === undefined ? {} : { pollInterval: options.pollInterval }),
-      }),
-    );
-    worker = spawnWorker(path);
-  } catch (err) {
-    await fresh.close();
-    throw err;
-  }
-  const ready = worker.ready.then(() => {
-    if (options.pause) worker.pause();
-  });
-  ready.catch(() => {});
+  const { workers, ready } = await startFigureWorkers(
+    options.name,
+    workerToml({
+      databaseUrl: fresh.database.url,
+      receiverUrl: options.receiver.url,
+      observer: "latency",
+      ...(options.pollInterval === undefined ? {} : { pollInterval: options.pollInterval }),
+    }),
+    { pause: options.pause, closeFigure: () => fresh.close() },
+  );
+  const worker = workers[0] as WorkerProcess;
   return { ready, run: () => measure(options, fresh, worker, ready) };
 }
 

@@ -16,7 +16,7 @@ import {
 import type { Receipt } from "./receiver.js";
 import type { Receiver } from "./receiver-control.js";
 import { epochMs } from "./resources.js";
-import { spawnWorker, type WorkerProcess, writeConfig } from "./workers.js";
+import { type PreparedFigure, spawnWorker, startFigureWorkers, type WorkerProcess } from "./workers.js";
 import { bulkInsertSql, DRAIN_TABLE, workerToml } from "./workload.js";
 
 /** Options of {@link measureRecovery}. */
@@ -67,12 +67,7 @@ export async function measureRecovery(options: RecoveryOptions): Promise<Recover
 }
 
 /** A recovery run whose database exists and whose first worker is starting. */
-export interface PreparedRecovery {
-  /** Resolves once the first worker runs (SIGSTOPped with `pause` when asked to). */
-  readonly ready: Promise<void>;
-  /** Measures (resuming a paused worker first), then stops the workers and drops the database. */
-  run(): Promise<RecoveryResult>;
-}
+export type PreparedRecovery = PreparedFigure<RecoveryResult>;
 
 /**
  * Creates the database and spawns the first worker of {@link measureRecovery} (its start-up is
@@ -83,27 +78,17 @@ export async function prepareRecovery(
   options: RecoveryOptions & { pause?: boolean },
 ): Promise<PreparedRecovery> {
   const fresh = await freshDatabase(options.server);
-  let path: string;
-  let first: WorkerProcess;
-  try {
-    path = await writeConfig(
-      "recovery",
-      workerToml({
-        databaseUrl: fresh.database.url,
-        receiverUrl: options.receiver.url,
-        observer: "orders",
-        ...(options.lease === undefined ? {} : { lease: options.lease }),
-      }),
-    );
-    first = spawnWorker(path);
-  } catch (err) {
-    await fresh.close();
-    throw err;
-  }
-  const ready = first.ready.then(() => {
-    if (options.pause) first.pause();
-  });
-  ready.catch(() => {});
+  const { path, workers, ready } = await startFigureWorkers(
+    "recovery",
+    workerToml({
+      databaseUrl: fresh.database.url,
+      receiverUrl: options.receiver.url,
+      observer: "orders",
+      ...(options.lease === undefined ? {} : { lease: options.lease }),
+    }),
+    { pause: options.pause, closeFigure: () => fresh.close() },
+  );
+  const first = workers[0] as WorkerProcess;
   return { ready, run: () => measure(options, fresh, path, first, ready) };
 }
 

@@ -19,7 +19,7 @@ import {
 } from "./pipeline.js";
 import type { Receiver } from "./receiver-control.js";
 import { epochMs } from "./resources.js";
-import { spawnWorker, type WorkerProcess, writeConfig } from "./workers.js";
+import { type PreparedFigure, startFigureWorkers, type WorkerProcess } from "./workers.js";
 import { bulkInsertSql, DRAIN_TABLE, type WorkerTomlOptions, workerConfig, workerToml } from "./workload.js";
 
 /** Options of {@link measureReplay}. */
@@ -84,12 +84,7 @@ export async function measureReplay(options: ReplayFigureOptions): Promise<Repla
 }
 
 /** A replay run whose database exists and whose worker is starting. */
-export interface PreparedReplay {
-  /** Resolves once the worker runs (SIGSTOPped with `pause` when asked to). */
-  readonly ready: Promise<void>;
-  /** Measures (resuming a paused worker first), then stops the worker and drops the database. */
-  run(): Promise<ReplayFigureResult>;
-}
+export type PreparedReplay = PreparedFigure<ReplayFigureResult>;
 
 /**
  * Creates the database and spawns the rate-limited worker of {@link measureReplay}. With
@@ -100,25 +95,16 @@ export async function prepareReplay(
   options: ReplayFigureOptions & { pause?: boolean },
 ): Promise<PreparedReplay> {
   const fresh = await freshDatabase(options.server, 10);
-  let worker: WorkerProcess;
-  try {
-    const path = await writeConfig(
-      "dlq-replay",
-      workerToml({
-        ...replayShape(options.receiver),
-        databaseUrl: fresh.database.url,
-        rateLimit: { maxPerSecond: options.maxPerSecond, burst: options.burst },
-      }),
-    );
-    worker = spawnWorker(path);
-  } catch (err) {
-    await fresh.close();
-    throw err;
-  }
-  const ready = worker.ready.then(() => {
-    if (options.pause) worker.pause();
-  });
-  ready.catch(() => {});
+  const { workers, ready } = await startFigureWorkers(
+    "dlq-replay",
+    workerToml({
+      ...replayShape(options.receiver),
+      databaseUrl: fresh.database.url,
+      rateLimit: { maxPerSecond: options.maxPerSecond, burst: options.burst },
+    }),
+    { pause: options.pause, closeFigure: () => fresh.close() },
+  );
+  const worker = workers[0] as WorkerProcess;
   return { ready, run: () => measure(options, fresh, worker, ready) };
 }
 

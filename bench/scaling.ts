@@ -16,7 +16,7 @@ import {
 } from "./pipeline.js";
 import type { Receiver } from "./receiver-control.js";
 import { epochMs, sleep } from "./resources.js";
-import { spawnWorker, stopAll, type WorkerProcess, writeConfig } from "./workers.js";
+import { type PreparedFigure, startFigureWorkers, stopAll } from "./workers.js";
 import { bulkInsertSql, DRAIN_TABLE, type WorkerTomlOptions, workerToml } from "./workload.js";
 
 /** Options of {@link workerDrain}. */
@@ -66,13 +66,8 @@ export interface WorkerDrainResult {
   readonly cpu: CpuUse;
 }
 
-/** A drain whose database exists and whose workers are starting; {@link PreparedDrain.run} measures it. */
-export interface PreparedDrain {
-  /** Resolves once every worker runs (SIGSTOPped with `pause` when asked to). */
-  readonly ready: Promise<void>;
-  /** Measures (resuming paused workers first), then stops the workers and drops the database. */
-  run(): Promise<WorkerDrainResult>;
-}
+/** A drain whose database exists and whose workers are starting. */
+export type PreparedDrain = PreparedFigure<WorkerDrainResult>;
 
 /**
  * Creates a fresh database and spawns `workers` worker processes on it. With `pause`, each worker
@@ -84,32 +79,19 @@ export async function prepareWorkerDrain(
 ): Promise<PreparedDrain> {
   const { receiver, events } = options;
   const fresh = await freshDatabase(options.server);
-  const workers: WorkerProcess[] = [];
+  const { workers, ready } = await startFigureWorkers(
+    options.name,
+    workerToml({ ...options.config, databaseUrl: fresh.database.url, receiverUrl: receiver.url }),
+    { count: options.workers, pause: options.pause, closeFigure: () => fresh.close() },
+  );
   const close = async () => {
     await Promise.all(workers.map((w) => w.stop(5_000)));
     await fresh.close();
   };
-  try {
-    const path = await writeConfig(
-      options.name,
-      workerToml({ ...options.config, databaseUrl: fresh.database.url, receiverUrl: receiver.url }),
-    );
-    for (let i = 0; i < options.workers; i++) workers.push(spawnWorker(path));
-  } catch (err) {
-    await close();
-    throw err;
-  }
-  const ready = Promise.all(
-    workers.map(async (w) => {
-      const at = await w.ready;
-      if (options.pause) w.pause();
-      return at;
-    }),
-  );
-  ready.catch(() => {});
   const run = async (): Promise<WorkerDrainResult> => {
     try {
-      const readyAt = await ready;
+      await ready;
+      const readyAt = await Promise.all(workers.map((w) => w.ready));
       const startupSeconds = (Math.max(...readyAt) - Math.min(...workers.map((w) => w.spawnedAt))) / 1000;
       for (const w of workers) w.resume();
       await receiver.configure({ parse: true });

@@ -175,3 +175,51 @@ export async function stopAll(workers: readonly WorkerProcess[], graceMs = 10_00
     }
   });
 }
+
+/** A figure prepared ahead: its database exists and its worker processes are starting. */
+export interface PreparedFigure<R> {
+  /** Resolves once every worker runs (SIGSTOPped when prepared with `pause`). */
+  readonly ready: Promise<void>;
+  /** Measures (resuming paused workers first), then stops the workers and drops the database. */
+  run(): Promise<R>;
+}
+
+/** Workers started by {@link startFigureWorkers}. */
+export interface FigureWorkers {
+  /** Their configuration file (a later worker of the figure may use it too). */
+  readonly path: string;
+  readonly workers: readonly WorkerProcess[];
+  /** Resolves once every worker runs, paused (SIGSTOP) when asked to. */
+  readonly ready: Promise<void>;
+}
+
+/**
+ * Writes a figure's worker configuration (`name`, `toml`) and spawns `count` workers on it. If
+ * that fails, the figure's database is closed (`closeFigure`) before the error is thrown. With
+ * `pause`, each worker is stopped once it runs, so that figures prepared together start their
+ * processes together (using both cores) and wait without polling while the others are measured.
+ */
+export async function startFigureWorkers(
+  name: string,
+  toml: string,
+  options: { count?: number; pause?: boolean | undefined; closeFigure: () => Promise<void> },
+): Promise<FigureWorkers> {
+  const workers: WorkerProcess[] = [];
+  let path: string;
+  try {
+    path = await writeConfig(name, toml);
+    for (let i = 0; i < (options.count ?? 1); i++) workers.push(spawnWorker(path));
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.stop(5_000)));
+    await options.closeFigure();
+    throw err;
+  }
+  const ready = Promise.all(
+    workers.map(async (w) => {
+      await w.ready;
+      if (options.pause) w.pause();
+    }),
+  ).then(() => {});
+  ready.catch(() => {});
+  return { path, workers, ready };
+}
