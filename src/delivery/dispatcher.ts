@@ -198,9 +198,6 @@ export class Dispatcher {
   private retryTimerAt = Number.POSITIVE_INFINITY;
   private lastReclaim = 0;
   private lastClaim = 0;
-  /** PGlite has no autovacuum: rows this process changed since it last analysed its tables. */
-  private changedRows = 0;
-  private analysedAt = { rows: 0, vacuum: 0 };
   /** This process's liveness lock, while held. */
   private liveness: HeldLock | undefined;
   private readonly idleWaiters: (() => void)[] = [];
@@ -437,34 +434,9 @@ export class Dispatcher {
     return rows[0]?.work === true;
   }
 
-  /**
-   * What autovacuum does on a server, for the embedded PGlite, which has none: statistics once
-   * a fifth of the rows changed (without them the planner scans whole tables to settle a few
-   * rows), and dead rows cleared every minute of activity.
-   */
-  private async autovacuum(now: number): Promise<void> {
-    const last = this.analysedAt;
-    if (this.changedRows < 500 + last.rows / 5 && !(this.changedRows > 0 && now - last.vacuum > 60_000))
-      return;
-    const tables = `${this.t.events}, ${this.t.deliveries}, ${this.t.attempts}`;
-    try {
-      if (now - last.vacuum > 60_000) {
-        await this.db.exec(`VACUUM ANALYZE ${tables}`);
-        last.vacuum = now;
-      } else {
-        await this.db.exec(`ANALYZE ${tables}`);
-      }
-    } catch (error) {
-      if (channels.error.hasSubscribers) channels.error.publish({ error });
-    }
-    last.rows += this.changedRows;
-    this.changedRows = 0;
-  }
-
   /** Periodic housekeeping; a failure is reported and retried at the next interval. */
   private async maintain(): Promise<void> {
     try {
-      if (this.db.kind === "pglite") await this.autovacuum(Date.now());
       await this.sweepHeldLetters();
       const dlqRetention = this.config.webhooks.dlq.retention;
       const retention = this.config.database.retention;
@@ -612,7 +584,6 @@ export class Dispatcher {
           return value;
         });
     if (plan.queued) this.backlog = true;
-    this.changedRows += plan.events + plan.planned.length;
     if (plan.events > 0 && channels.routed.hasSubscribers)
       channels.routed.publish({ events: plan.events, entities: plan.entities, deliveries: plan.planned });
     for (const delivery of plan.started) this.startAttempt(delivery);
@@ -912,7 +883,6 @@ export class Dispatcher {
   }
 
   private async settle(batch: readonly Settlement[]): Promise<void> {
-    this.changedRows += batch.length * 2;
     const done = batch.filter((s) => s.record.decision.action === "succeeded");
     const retry = batch.filter((s) => s.record.decision.action === "retry");
     const dead = batch.filter((s) => s.record.decision.action === "dead");

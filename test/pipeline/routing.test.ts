@@ -68,7 +68,7 @@ describe("routing with few free slots", () => {
 });
 
 describe("the embedded PGlite, which has no autovacuum", () => {
-  it("gets statistics for the dispatcher's tables once enough rows changed", async () => {
+  it("gets statistics for its tables once enough rows changed", async () => {
     const db = Object.assign(await openPglite(), { url: undefined });
     const mock = await MockWebhookServer.start();
     const service = await startTestService(db, TOML.replace("concurrency = 2", "concurrency = 64"), {
