@@ -77,6 +77,13 @@ export interface ClaimedDelivery {
   /** The delivery was replayed from the DLQ: its success removes the DLQ entry. */
   readonly replayed: boolean;
   readonly event: CapturedEvent;
+  /**
+   * Set when the attempt was started while the routing write that creates the delivery was still
+   * committing: resolves true once it committed, false if it failed. The attempt writes nothing
+   * before then, and drops its outcome on false (the event stays unrouted and is routed again,
+   * to the same delivery id).
+   */
+  readonly routed?: Promise<boolean> | undefined;
 }
 
 export interface AttemptRecord {
@@ -184,6 +191,14 @@ export class Dispatcher {
   private readonly hasChains: boolean;
   /** Due deliveries may be queued beyond what the last claim took: routing waits for them. */
   private backlog = true;
+  /** This installation's id, from which delivery ids are derived; read before the first routing. */
+  private instance: string | undefined;
+  /**
+   * Routing starts its deliveries while its write commits; after a routing write failed, the
+   * next passes start them only once committed, until one commits again (a write that keeps
+   * failing does not make a request per pass).
+   */
+  private sendBeforeCommit = true;
 
   private running = false;
   private stopping = false;
@@ -572,35 +587,72 @@ export class Dispatcher {
    */
   private async route(limit: number): Promise<number> {
     const slots = this.stopping ? 0 : this.concurrency - this.inflight.size;
+    this.instance ??= await this.readInstance();
+    const instance = this.instance;
     const read = unroutedEventsStatement(this.t, limit);
-    const decide = (rows: EventRow[]) => this.planRoute(rows.map(toCapturedEvent), slots);
-    // On PostgreSQL the pass is two round trips: BEGIN with the read, the write with COMMIT.
-    const plan = this.db.readThenWrite
-      ? await this.db.readThenWrite(read, decide)
-      : await this.db.transaction(async (tx) => {
-          const { rows } = await tx.query<EventRow>(read.text, read.params);
-          const { write, value } = decide(rows);
-          if (write) await tx.query(write.text, write.params);
-          return value;
-        });
+    // The requests go out while the write commits (its round trip, and the server's flush, are
+    // not waited for): the event rows stay locked by this transaction meanwhile, so no other
+    // worker routes them. If the write fails, the outcomes are dropped and the events, still
+    // unrouted, are routed again later to the same delivery ids: a duplicate, never a loss.
+    // With rate limiting, an attempt may write before it sends: it starts after the commit.
+    const early = this.sendBeforeCommit && !this.limiter;
+    let committed: (ok: boolean) => void = () => {};
+    const routed = early ? new Promise<boolean>((resolve) => (committed = resolve)) : undefined;
+    const decide = (rows: EventRow[]) => {
+      const planned = this.planRoute(rows.map(toCapturedEvent), slots, instance, routed);
+      // After the write is on its way (the driver sends it when `decide` returns).
+      if (early && planned.value.started.length > 0)
+        queueMicrotask(() => this.startAll(planned.value.started));
+      return planned;
+    };
+    let plan: RoutePlan;
+    try {
+      // On PostgreSQL the pass is two round trips: BEGIN with the read, the write with COMMIT.
+      plan = this.db.readThenWrite
+        ? await this.db.readThenWrite(read, decide)
+        : await this.db.transaction(async (tx) => {
+            const { rows } = await tx.query<EventRow>(read.text, read.params);
+            const { write, value } = decide(rows);
+            if (write) await tx.query(write.text, write.params);
+            return value;
+          });
+    } catch (error) {
+      committed(false);
+      this.sendBeforeCommit = false;
+      throw error;
+    }
+    committed(true);
+    this.sendBeforeCommit = true;
     if (plan.queued) this.backlog = true;
     if (plan.events > 0 && channels.routed.hasSubscribers)
       channels.routed.publish({ events: plan.events, entities: plan.entities, deliveries: plan.planned });
-    for (const delivery of plan.started) this.startAttempt(delivery);
+    if (!early) this.startAll(plan.started);
     return plan.events;
+  }
+
+  /** This installation's id (migration 002). */
+  private async readInstance(): Promise<string> {
+    const { rows } = await this.db.query<{ instance_id: string }>(
+      `SELECT instance_id FROM ${this.t.schema}.dispatch_state WHERE id = 1`,
+    );
+    const id = rows[0]?.instance_id;
+    if (!id) throw new Error(`${this.t.schema}.dispatch_state has no row: run fraiseql migrate`);
+    return id;
   }
 
   /** Decides the deliveries of routed events, which of them start now, and the statement that writes them. */
   private planRoute(
     events: readonly CapturedEvent[],
     slots: number,
+    instance: string,
+    routed: Promise<boolean> | undefined,
   ): { write?: Statement | undefined; value: RoutePlan } {
     const entities: Record<string, number> = {};
     for (const e of events) entities[e.entity] = (entities[e.entity] ?? 0) + 1;
     const plan: RoutePlan = { events: events.length, entities, planned: [], started: [], queued: false };
     if (events.length === 0) return { value: plan };
     const byId = new Map(events.map((e) => [e.id, e]));
-    plan.planned = events.flatMap((event) => planDeliveries(event, this.registry));
+    plan.planned = events.flatMap((event) => planDeliveries(event, this.registry, instance));
     const rows = plan.planned.map((p) => {
       const now =
         plan.started.length < slots &&
@@ -617,6 +669,7 @@ export class Dispatcher {
           attemptBase: 0,
           replayed: false,
           event: byId.get(p.eventId) as CapturedEvent,
+          routed,
         });
       } else if (p.status === "pending" && p.batchKey === null) {
         plan.queued = true;
@@ -631,6 +684,10 @@ export class Dispatcher {
       this.leaseMs,
     );
     return { write, value: plan };
+  }
+
+  private startAll(deliveries: readonly ClaimedDelivery[]): void {
+    for (const delivery of deliveries) this.startAttempt(delivery);
   }
 
   private startAttempt(delivery: ClaimedDelivery): void {
@@ -817,6 +874,8 @@ export class Dispatcher {
         result = invalidRequest(err.message);
       }
     }
+    // Started while its routing write was committing: nothing to settle if that failed.
+    if (first.routed && !(await first.routed)) return;
     const policy = observer?.model.retry ?? this.config.webhooks.retry;
     const decision = decideRetry(policy, attempt - base, result.outcome, this.random);
     this.noteRateLimited(request?.url, result);

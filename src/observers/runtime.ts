@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { CapturedEvent } from "../capture/outbox.js";
 import type {
   BatchPolicy,
@@ -112,12 +112,29 @@ export function conditionContext(event: CapturedEvent): ConditionContext {
 }
 
 /**
+ * The id of the delivery of `eventId` to action `actionIndex` of `observer` in the installation
+ * `instance` (a random UUID kept in the database): a UUID (version 8) made of the first 16 bytes
+ * of their SHA-256. The same event, routed again, gets the same ids; installations never share them.
+ */
+export function deliveryId(instance: string, eventId: string, observer: string, actionIndex: number): string {
+  const h = createHash("sha256").update(`${instance}\0${eventId}\0${observer}\0${actionIndex}`).digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x80;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const hex = h.toString("hex", 0, 16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
  * Decides the deliveries of one event: every observer of its entity and kind whose condition
  * holds, and within it every action whose own condition holds. In a sequential observer each
  * delivery waits for the one before it; an action whose condition is false is skipped and the
- * chain goes on.
+ * chain goes on. Ids come from {@link deliveryId} with `instance`.
  */
-export function planDeliveries(event: CapturedEvent, registry: ObserverRegistry): PlannedDelivery[] {
+export function planDeliveries(
+  event: CapturedEvent,
+  registry: ObserverRegistry,
+  instance: string,
+): PlannedDelivery[] {
   const planned: PlannedDelivery[] = [];
   const ctx = conditionContext(event);
   for (const observer of registry.match(event.entity, event.op)) {
@@ -131,7 +148,7 @@ export function planDeliveries(event: CapturedEvent, registry: ObserverRegistry)
     let previous: string | null = null;
     for (const action of observer.actions) {
       if (action.condition && !action.condition.evaluate(ctx)) continue;
-      const id = randomUUID();
+      const id = deliveryId(instance, event.id, observer.model.name, action.model.index);
       planned.push({
         id,
         eventId: event.id,

@@ -67,6 +67,43 @@ describe("routing with few free slots", () => {
   });
 });
 
+describe("a routing write that fails after its requests went out", () => {
+  const fx = usePipeline(TOML.replace("concurrency = 2", "concurrency = 8"));
+
+  it("drops the outcome, routes the event again, and sends it again with the same delivery id", async () => {
+    // The first insert into deliveries fails (a sequence is not rolled back with it).
+    await fx.db.exec(`
+      CREATE SEQUENCE public.fail_once;
+      CREATE FUNCTION public.fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('public.fail_once') = 1 THEN RAISE EXCEPTION 'injected routing failure'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER fail_once BEFORE INSERT ON fraiseql.deliveries
+        FOR EACH ROW EXECUTE FUNCTION public.fail_once();`);
+    await fx.db.query("INSERT INTO orders (total) VALUES (1)");
+    await eventually(
+      async () => {
+        const { rows } = await fx.db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
+        );
+        return rows[0]!.n === 1;
+      },
+      10_000,
+      "the delivery to succeed",
+    );
+    const ids = fx.mock.calls.map((c) => c.headers["x-fraiseql-delivery"]);
+    assert.equal(ids.length, 2, "sent while the failed write committed, and again after routing again");
+    assert.equal(ids[0], ids[1], "the same delivery id both times");
+    const { rows } = await fx.db.query<{ id: string; attempts: number; history: number }>(
+      `SELECT d.id::text, d.attempts,
+              (SELECT count(*)::int FROM fraiseql.delivery_attempts a WHERE a.delivery_id = d.id) AS history
+         FROM fraiseql.deliveries d`,
+    );
+    assert.deepEqual(rows, [{ id: ids[0], attempts: 1, history: 1 }]);
+  });
+});
+
 describe("the embedded PGlite, which has no autovacuum", () => {
   it("gets statistics for its tables once enough rows changed", async () => {
     const db = Object.assign(await openPglite(), { url: undefined });
