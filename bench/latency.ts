@@ -65,7 +65,15 @@ export interface LatencyResult {
   readonly cpu: CpuUse;
 }
 
-const INSERT = `INSERT INTO public.${LATENCY_TABLE} (sent_ms) VALUES ((extract(epoch FROM clock_timestamp()) * 1000)::float8)`;
+/**
+ * One row per statement. `sent_ms` must be the commit, the figure's start: with
+ * `synchronous_commit = off` for this transaction the row is visible to the worker as soon as the
+ * INSERT ends, so its `clock_timestamp()` is the commit to within microseconds. With the default
+ * `on`, the row would become visible only after the server flushed its WAL, a wait (milliseconds,
+ * sometimes hundreds on this machine's disk) that belongs to the writer's commit, not to delivery.
+ * The worker's own transactions keep the server's default.
+ */
+const INSERT = `BEGIN; SET LOCAL synchronous_commit = off; INSERT INTO public.${LATENCY_TABLE} (sent_ms) VALUES ((extract(epoch FROM clock_timestamp()) * 1000)::float8); COMMIT`;
 
 /**
  * Starts one worker process on a fresh database, waits until it runs, then inserts at `rate` for
