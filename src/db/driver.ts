@@ -39,7 +39,11 @@ export interface Database extends Queryable {
    */
   readThenWrite?<R, T>(
     read: Statement,
-    decide: (rows: R[]) => { readonly write?: Statement | undefined; readonly value: T },
+    decide: (
+      rows: R[],
+    ) =>
+      | { readonly write?: Statement | undefined; readonly value: T }
+      | Promise<{ readonly write?: Statement | undefined; readonly value: T }>,
   ): Promise<T>;
   /**
    * Takes a session-level advisory lock, keyed by `name`, on a connection of its own and holds it

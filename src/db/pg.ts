@@ -111,12 +111,16 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     },
     readThenWrite<R, T>(
       read: Statement,
-      decide: (rows: R[]) => { readonly write?: Statement | undefined; readonly value: T },
+      decide: (
+        rows: R[],
+      ) =>
+        | { readonly write?: Statement | undefined; readonly value: T }
+        | Promise<{ readonly write?: Statement | undefined; readonly value: T }>,
     ): Promise<T> {
       return inTransaction(pool, async (client) => {
         const results = (await client.query(`BEGIN; ${inlineParams(read)}`)) as unknown as pg.QueryResult[];
         const rows = (results[results.length - 1]?.rows ?? []) as R[];
-        const { write, value } = decide(rows);
+        const { write, value } = await decide(rows);
         await client.query(write ? `${inlineParams(write)}; COMMIT` : "COMMIT");
         return value;
       });

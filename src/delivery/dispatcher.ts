@@ -44,8 +44,8 @@ const WAKE_COALESCE_MS = 2;
 /** After its last work, the loop keeps looking every IDLE_POLL_MS for IDLE_SPIN_MS before it sleeps. */
 const IDLE_SPIN_MS = 100;
 const IDLE_POLL_MS = 2;
-/** Without a backlog or a wake-up, the loop looks for queued deliveries this often, ms. */
-const CLAIM_INTERVAL_MS = 20;
+/** Without a backlog or a claim asked for, the loop looks for queued deliveries this often, ms (other processes' retries and replays). */
+const CLAIM_INTERVAL_MS = 100;
 /** Dead processes (and expired leases) are looked for at least this often, ms. */
 const RECLAIM_INTERVAL_MS = 1_000;
 
@@ -191,6 +191,13 @@ export class Dispatcher {
   private readonly hasChains: boolean;
   /** Due deliveries may be queued beyond what the last claim took: routing waits for them. */
   private backlog = true;
+  /** Something may have made a queued delivery due since the last claim: the next look claims. */
+  private claimRequested = true;
+  /**
+   * Some observer orders its deliveries per key or chains its actions: an outcome may let a
+   * queued delivery go, so every settle asks for a claim.
+   */
+  private readonly hasQueuedSuccessors: boolean;
   /** This installation's id, from which delivery ids are derived; read before the first routing. */
   private instance: string | undefined;
   /**
@@ -199,6 +206,10 @@ export class Dispatcher {
    * failing does not make a request per pass).
    */
   private sendBeforeCommit = true;
+  /** The write of the last pipelined routing pass, settled (never rejected) once it committed or failed. */
+  private committing: Promise<void> | undefined;
+  /** Routing passes read and not yet committed or failed. */
+  private passesOpen = 0;
 
   private running = false;
   private stopping = false;
@@ -238,6 +249,7 @@ export class Dispatcher {
     const observers = [...options.registry.byName.values()];
     this.hasBatches = observers.some((o) => o.actions.some((a) => a.batch !== undefined));
     this.hasChains = observers.some((o) => o.model.execution === "sequential" && o.actions.length > 1);
+    this.hasQueuedSuccessors = this.hasChains || observers.some((o) => o.model.ordering === "per_key");
   }
 
   /** Starts the loop; returns at once. */
@@ -261,7 +273,7 @@ export class Dispatcher {
     if (this.wakeTimer) return;
     this.wakeTimer = setTimeout(() => {
       this.wakeTimer = undefined;
-      this.wake();
+      this.wakeLoop();
     }, WAKE_COALESCE_MS);
   }
 
@@ -278,7 +290,17 @@ export class Dispatcher {
     return this.flushScheduled;
   }
 
+  /**
+   * Asks the loop to look for work now, queued deliveries included: something may have made one
+   * due (a retry's timer, a NOTIFY, an in-process mutation).
+   */
   wake(): void {
+    this.claimRequested = true;
+    this.wakeLoop();
+  }
+
+  /** Asks the loop to look for work now; queued deliveries only if their turn came anyway (slots freed). */
+  private wakeLoop(): void {
     this.wakeRequested = true;
     this.wakeSignal.wake?.();
   }
@@ -292,6 +314,7 @@ export class Dispatcher {
     this.stopping = true;
     this.wake();
     await this.loopPromise;
+    await this.committing;
     const grace = new Promise((r) => setTimeout(r, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.inflight.values()]), grace]);
     await this.flush();
@@ -367,10 +390,15 @@ export class Dispatcher {
           // Busy with many attempts, the loop waits until a quarter of the slots (at most 64)
           // are free, so that claims, routing and settles carry many deliveries each.
           // Without a backlog, queued deliveries are looked for when something may have made
-          // one due (a wake-up: a retry's timer, a reclaim, a NOTIFY) and at least every
-          // CLAIM_INTERVAL_MS (another process's retries and replays), not on every look.
+          // one due (a retry's timer, a reclaim, a NOTIFY, an outcome that releases a chain or
+          // an ordering key) and at least every CLAIM_INTERVAL_MS (another process's retries and
+          // replays), not on every look: not when finished attempts merely freed slots.
           const limit = Math.min(this.slotsToFill(), 256);
-          if (limit > 0 && (this.backlog || woken || Date.now() - this.lastClaim >= CLAIM_INTERVAL_MS)) {
+          if (
+            limit > 0 &&
+            (this.backlog || this.claimRequested || Date.now() - this.lastClaim >= CLAIM_INTERVAL_MS)
+          ) {
+            this.claimRequested = false;
             this.lastClaim = Date.now();
             claimed = await this.claim(limit);
             this.backlog = claimed === limit;
@@ -492,7 +520,10 @@ export class Dispatcher {
         WHERE status = 'running' AND (locked_until < now() OR locked_by = ANY($1::text[]))`,
       [deadIds],
     );
-    if (rowCount > 0) this.wakeRequested = true;
+    if (rowCount > 0) {
+      this.claimRequested = true;
+      this.wakeRequested = true;
+    }
     // Rows of processes long gone.
     await this.db.query(
       `DELETE FROM ${this.t.workers} WHERE heartbeat_at < now() - $1 * interval '1 millisecond'`,
@@ -586,6 +617,8 @@ export class Dispatcher {
    * Returns how many events it took.
    */
   private async route(limit: number): Promise<number> {
+    // At most two passes open: one whose write commits, and this one.
+    if (this.passesOpen >= 2) await this.committing;
     const slots = this.stopping ? 0 : this.concurrency - this.inflight.size;
     this.instance ??= await this.readInstance();
     const instance = this.instance;
@@ -596,38 +629,73 @@ export class Dispatcher {
     // unrouted, are routed again later to the same delivery ids: a duplicate, never a loss.
     // With rate limiting, an attempt may write before it sends: it starts after the commit.
     const early = this.sendBeforeCommit && !this.limiter;
+    // On PostgreSQL such a pass returns once its events are read and its deliveries started,
+    // and the loop goes on (claims, the next pass's read) while the write commits. A pass sends
+    // its write only once the one before has committed, so passes commit in the order they
+    // read: a claim never sees a later event's delivery without an earlier one's (per-key order).
+    const pipelined = early && this.db.readThenWrite !== undefined;
+    const previous = this.committing;
     let committed: (ok: boolean) => void = () => {};
     const routed = early ? new Promise<boolean>((resolve) => (committed = resolve)) : undefined;
-    const decide = (rows: EventRow[]) => {
+    let announce: (plan: RoutePlan) => void = () => {};
+    const decided = new Promise<RoutePlan>((resolve) => (announce = resolve));
+    let wasRead = false;
+    const decide = async (rows: EventRow[]) => {
+      wasRead = true;
       const planned = this.planRoute(rows.map(toCapturedEvent), slots, instance, routed);
-      // After the write is on its way (the driver sends it when `decide` returns).
-      if (early && planned.value.started.length > 0)
-        queueMicrotask(() => this.startAll(planned.value.started));
+      announce(planned.value);
+      if (previous) await previous;
       return planned;
     };
-    let plan: RoutePlan;
-    try {
-      // On PostgreSQL the pass is two round trips: BEGIN with the read, the write with COMMIT.
-      plan = this.db.readThenWrite
-        ? await this.db.readThenWrite(read, decide)
-        : await this.db.transaction(async (tx) => {
+    this.passesOpen++;
+    const written = (
+      this.db.readThenWrite
+        ? this.db.readThenWrite(read, decide)
+        : this.db.transaction(async (tx) => {
             const { rows } = await tx.query<EventRow>(read.text, read.params);
-            const { write, value } = decide(rows);
+            const { write, value } = await decide(rows);
             if (write) await tx.query(write.text, write.params);
             return value;
-          });
-    } catch (error) {
-      committed(false);
-      this.sendBeforeCommit = false;
+          })
+    ).finally(() => {
+      this.passesOpen--;
+    });
+    const outcome = written.then(
+      (plan) => {
+        committed(true);
+        this.sendBeforeCommit = true;
+        this.afterRoute(plan);
+      },
+      (error: unknown) => {
+        committed(false);
+        this.sendBeforeCommit = false;
+        throw error;
+      },
+    );
+    // The read (and the plan), or the error of a pass that failed before it.
+    const plan = await Promise.race([decided, written.then(() => decided)]).catch(async (error: unknown) => {
+      await outcome.catch(() => {});
       throw error;
-    }
-    committed(true);
-    this.sendBeforeCommit = true;
+    });
     if (plan.queued) this.backlog = true;
+    if (early) this.startAll(plan.started);
+    if (pipelined) {
+      // A write that fails after its read is reported here; the loop's next pass goes on.
+      this.committing = outcome.catch((error: unknown) => {
+        if (wasRead && channels.error.hasSubscribers) channels.error.publish({ error });
+      });
+    } else {
+      await outcome;
+      if (!early) this.startAll(plan.started);
+    }
+    return plan.events;
+  }
+
+  /** After a routing write committed: queued deliveries are there to claim, and the announcement. */
+  private afterRoute(plan: RoutePlan): void {
+    if (plan.queued) this.claimRequested = true;
     if (plan.events > 0 && channels.routed.hasSubscribers)
       channels.routed.publish({ events: plan.events, entities: plan.entities, deliveries: plan.planned });
-    if (!early) this.startAll(plan.started);
-    return plan.events;
   }
 
   /** This installation's id (migration 002). */
@@ -1052,6 +1120,8 @@ export class Dispatcher {
 
   /** After the outcomes committed: wake-ups for retries, and the settled announcements. */
   private afterSettle(batch: readonly Settlement[], retry: readonly Settlement[]): void {
+    // The wake-up follows when the attempts' slots are freed.
+    if (this.hasQueuedSuccessors && batch.length > 0) this.claimRequested = true;
     for (const s of retry) {
       if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
     }
