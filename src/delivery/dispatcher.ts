@@ -772,10 +772,14 @@ export class Dispatcher {
       `WITH due AS (
          SELECT d.id FROM ${this.t.deliveries} d
           WHERE d.status = 'pending' AND d.run_at <= now() AND d.batch_key IS NULL
-            AND (d.ordering_key IS NULL OR NOT EXISTS (
+            AND (d.ordering_key IS NULL OR (NOT EXISTS (
                   SELECT 1 FROM ${this.t.deliveries} p
                    WHERE p.ordering_key = d.ordering_key AND p.event_id < d.event_id
-                     AND p.status IN ('pending', 'running', 'waiting')))
+                     AND p.status IN ('pending', 'running', 'waiting'))
+                 -- nor an earlier event still to route (its routing write not committed yet,
+                 -- or failed, in this process or another): it may have a delivery of this key
+                 AND NOT EXISTS (
+                  SELECT 1 FROM ${this.t.events} e WHERE e.routed_at IS NULL AND e.id < d.event_id)))
           ORDER BY d.run_at LIMIT $2 FOR UPDATE SKIP LOCKED
        ), claimed AS (
          UPDATE ${this.t.deliveries} d

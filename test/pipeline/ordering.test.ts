@@ -81,3 +81,35 @@ describe('ordering = "per_key"', () => {
     assert.ok(fx.mock.callCount > ROWS * UPDATES, "some attempts failed and were retried");
   });
 });
+
+describe('ordering = "per_key", with an earlier event not routed yet', () => {
+  const fx = usePipeline(TOML);
+
+  it("holds a later delivery of the key until the earlier event is routed and delivered", async () => {
+    const dispatcher = fx.service.app.dispatcher;
+    await fx.db.query("INSERT INTO stocks (version) VALUES (0)");
+    await dispatcher.waitForIdle(10_000);
+    await dispatcher.stop();
+    // Two updates while nothing runs; the later one is routed as if by another process whose
+    // routing write committed first, the earlier one still waits in the outbox.
+    await fx.db.query("UPDATE stocks SET version = 1");
+    await fx.db.query("UPDATE stocks SET version = 2");
+    const { rows: events } = await fx.db.query<{ id: string; stock: number }>(
+      `SELECT id::text, (new_row->>'id')::int AS stock FROM fraiseql.events
+        WHERE routed_at IS NULL ORDER BY id`,
+    );
+    assert.equal(events.length, 2);
+    const later = events[1]!;
+    await fx.db.query(
+      `INSERT INTO fraiseql.deliveries (id, event_id, observer, action_index, status, ordering_key)
+       VALUES (gen_random_uuid(), $1, 'stock_changed', 0, 'pending', $2)`,
+      [later.id, `stock_changed:${later.stock}`],
+    );
+    await fx.db.query("UPDATE fraiseql.events SET routed_at = now() WHERE id = $1", [later.id]);
+
+    dispatcher.start();
+    await dispatcher.waitForIdle(10_000);
+    const versions = fx.mock.calls.slice(-2).map((c) => c.json.version);
+    assert.deepEqual(versions, [1, 2]);
+  });
+});
