@@ -86,6 +86,12 @@ export const ERROR_CODES = {
   },
   FQL_DB_CONNECT: { title: "The database cannot be reached", retryable: true, user: true, httpStatus: 503 },
   FQL_DB_QUERY: { title: "A database statement failed", retryable: false, user: false, httpStatus: 500 },
+  FQL_DB_IN_USE: {
+    title: "The embedded database is open in another process",
+    retryable: true,
+    user: true,
+    httpStatus: 503,
+  },
   FQL_MIGRATION_FAILED: {
     title: "A migration failed and was rolled back",
     retryable: false,

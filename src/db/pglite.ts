@@ -1,5 +1,8 @@
-import { mkdir } from "node:fs/promises";
+import { unlinkSync } from "node:fs";
+import { mkdir, open, readFile, unlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
+import { FraiseqlError } from "../errors.js";
 import type { Database, Queryable, QueryResult } from "./driver.js";
 
 interface PGliteLike {
@@ -28,14 +31,90 @@ function wrap(target: PGliteLike, onRowsChanged: (n: number) => void): Queryable
   };
 }
 
+/** The name of the lock file in a PGlite data directory: the pid of the process that has it open. */
+export const PGLITE_LOCK_FILE = "fraiseql.lock";
+
+/** Lock files this process holds, removed at exit if not released before. */
+const heldLocks = new Set<string>();
+let exitHookInstalled = false;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /**
- * Opens the embedded PostgreSQL (PGlite, in-process WASM). `dataDir` persists it on disk;
- * undefined keeps it in memory.
+ * Takes the data directory for this process. PGlite is one in-process PostgreSQL with no
+ * locking of its own: a second process (or a second instance in this one) on the same directory
+ * would read stale pages and could overwrite the first one's writes. A lock file left by a
+ * process that is gone (SIGKILL, a crash) is taken over.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const path = resolve(join(dataDir, PGLITE_LOCK_FILE));
+  for (let tries = 0; ; tries++) {
+    try {
+      const file = await open(path, "wx");
+      try {
+        await file.writeFile(`${process.pid}\n`);
+      } finally {
+        await file.close();
+      }
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || tries > 0) throw err;
+      const pid = Number.parseInt(await readFile(path, "utf8").catch(() => ""), 10);
+      const ours = pid === process.pid && heldLocks.has(path);
+      if (Number.isInteger(pid) && pid > 0 && (ours || (pid !== process.pid && processAlive(pid)))) {
+        throw new FraiseqlError(
+          "FQL_DB_IN_USE",
+          `the embedded database ${dataDir} is open in process ${pid}${ours ? " (this one)" : ""}: ` +
+            "stop that process first (a `serve` or `worker` holds it while it runs), or use PostgreSQL " +
+            "([database] url) to run several processes on one database. If no such process exists, " +
+            `delete ${path}.`,
+        );
+      }
+      await unlink(path).catch(() => {});
+    }
+  }
+  heldLocks.add(path);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", () => {
+      for (const held of heldLocks) {
+        try {
+          unlinkSync(held);
+        } catch {}
+      }
+    });
+  }
+  return async () => {
+    if (!heldLocks.delete(path)) return;
+    await unlink(path).catch(() => {});
+  };
+}
+
+/**
+ * Opens the embedded PostgreSQL (PGlite, in-process WASM). `dataDir` persists it on disk, for
+ * this process alone (see {@link lockDataDir}); undefined keeps it in memory.
  */
 export async function openPglite(dataDir?: string): Promise<Database> {
-  if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
-  const db = new PGlite(dataDir === undefined ? { parsers } : { dataDir, parsers });
-  await db.waitReady;
+  let unlock: (() => Promise<void>) | undefined;
+  if (dataDir !== undefined) {
+    await mkdir(dataDir, { recursive: true });
+    unlock = await lockDataDir(dataDir);
+  }
+  let db: PGlite;
+  try {
+    db = new PGlite(dataDir === undefined ? { parsers } : { dataDir, parsers });
+    await db.waitReady;
+  } catch (err) {
+    await unlock?.();
+    throw err;
+  }
   let closed = false;
   // What autovacuum does on a server, which PGlite has none of: statistics once 500 rows and a
   // fifth of the rows analysed so far changed (without them the planner scans whole tables to
@@ -79,7 +158,11 @@ export async function openPglite(dataDir?: string): Promise<Database> {
     async close() {
       if (closed) return;
       closed = true;
-      await db.close();
+      try {
+        await db.close();
+      } finally {
+        await unlock?.();
+      }
     },
   };
 }
