@@ -6,6 +6,7 @@ import { internalTables } from "../db/tables.js";
 import { FraiseqlError } from "../errors.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { parseCommandArgs, timeArg } from "./args.js";
+import { table } from "./table.js";
 
 /**
  * `--status` of `fraiseql deliveries list`:
@@ -233,22 +234,6 @@ export async function getDelivery(
       response: a.response_excerpt,
     })),
   };
-}
-
-/** Pads the columns of `rows` (the first row is the header) to a readable table. */
-function table(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    for (const [i, cell] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, cell.length);
-  }
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
 }
 
 function oneLine(text: string, max: number): string {

@@ -4,12 +4,24 @@ import { replayDlq } from "../dlq/replay.js";
 import type { DeadLetter } from "../dlq/types.js";
 import { FraiseqlError } from "../errors.js";
 import { durationArg, parseCommandArgs, timeArg } from "./args.js";
+import { table } from "./table.js";
 
-function formatRow(d: DeadLetter): string {
-  const status = d.last_status === null ? "-" : String(d.last_status);
-  return [d.id, d.failed_at, d.observer, d.reason, status, String(d.attempts), `${d.method} ${d.url}`].join(
-    "  ",
-  );
+/** The text of `fraiseql dlq list`: one aligned row per dead letter. */
+export function formatDeadLetterList(entries: readonly DeadLetter[]): string {
+  const rows = [
+    ["ID", "FAILED", "OBSERVER", "DELIVERY", "REASON", "LAST", "ATTEMPTS", "REQUEST"],
+    ...entries.map((d) => [
+      d.id,
+      d.failed_at.replace(/\.\d{3}Z$/, "Z"),
+      d.observer,
+      d.delivery_id,
+      d.reason,
+      d.last_status === null ? "-" : String(d.last_status),
+      String(d.attempts),
+      `${d.method} ${d.url}`,
+    ]),
+  ];
+  return `${table(rows)}\n`;
 }
 
 /** A progress bar on a terminal (stderr), plain lines otherwise. */
@@ -73,10 +85,7 @@ export async function runDlq(args: string[]): Promise<number> {
       });
       if (values.json) process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
       else if (entries.length === 0) process.stdout.write("no dead letters\n");
-      else {
-        process.stdout.write("id  failed_at  observer  reason  last_status  attempts  request\n");
-        for (const e of entries) process.stdout.write(`${formatRow(e)}\n`);
-      }
+      else process.stdout.write(formatDeadLetterList(entries));
       return 0;
     }
     if (sub === "show") {

@@ -111,6 +111,10 @@ describe("the seed's remediation path, on the command line", { skip }, () => {
     await db.query("INSERT INTO payments (amount) VALUES (1)");
     await service.app.dispatcher.waitForIdle();
     const [entry] = JSON.parse(runCli(["dlq", "list", "--json", "--config", config]).stdout);
+    const text = runCli(["dlq", "list", "--config", config]).stdout.split("\n");
+    assert.match(text[0]!, /^ID +FAILED +OBSERVER +DELIVERY +REASON +LAST +ATTEMPTS +REQUEST$/);
+    assert.ok(text[1]!.startsWith(`${entry.id} `) && text[1]!.includes(` ${entry.delivery_id} `), text[1]);
+    assert.equal(text[1]!.indexOf(entry.delivery_id), text[0]!.indexOf("DELIVERY"), "columns line up");
     const shown = runCli(["dlq", "show", entry.id, "--json", "--config", config]);
     assert.equal(shown.status, 0, shown.stderr);
     assert.equal(JSON.parse(shown.stdout).reason, "http_4xx");
