@@ -1019,7 +1019,7 @@ export class Dispatcher {
     const dead = batch.filter((s) => s.record.decision.action === "dead");
     const redact = this.redactor;
     this.cascadedDead = [];
-    const resolveAfterCommit: string[] = [];
+    let resolveAfterCommit: { id: string; dlq_key: string }[] = [];
     let lettersAfterCommit: DeadLetter[] = [];
     const history = JSON.stringify(
       batch.map(({ record: r }) => ({
@@ -1077,11 +1077,18 @@ export class Dispatcher {
     await this.db.transaction(async (tx) => {
       const rows = await writeDone(tx);
       if (rows.length > 0) {
-        // A replayed delivery that got through leaves the DLQ.
-        const replayed = [...new Set(rows.filter((r) => r.replayed).map((r) => r.dlq_key))];
+        // A replayed delivery that got through leaves the DLQ: in this transaction, or, for a
+        // backend outside the database, after it, marked until the backend confirms.
+        const replayed = rows.filter((r) => r.replayed);
         if (replayed.length > 0) {
-          if (this.dlqInDatabase) await this.dlq.resolve(replayed, tx);
-          else resolveAfterCommit.push(...replayed);
+          if (this.dlqInDatabase) await this.dlq.resolve([...new Set(replayed.map((r) => r.dlq_key))], tx);
+          else {
+            await tx.query(
+              `UPDATE ${this.t.deliveries} SET dlq_resolve_pending = true WHERE id = ANY($1::uuid[])`,
+              [replayed.map((r) => r.id)],
+            );
+            resolveAfterCommit = replayed;
+          }
         }
         if (this.hasChains) {
           await tx.query(
@@ -1113,11 +1120,7 @@ export class Dispatcher {
       }
       if (dead.length > 0) lettersAfterCommit = await this.settleDead(tx, dead);
     });
-    if (resolveAfterCommit.length > 0) {
-      await this.dlq.resolve(resolveAfterCommit).catch((error) => {
-        if (channels.error.hasSubscribers) channels.error.publish({ error });
-      });
-    }
+    if (resolveAfterCommit.length > 0) await this.resolveMarked(resolveAfterCommit);
     if (lettersAfterCommit.length > 0) await this.writeHeldLetters(lettersAfterCommit);
     this.afterSettle(batch, retry);
   }
@@ -1257,6 +1260,28 @@ export class Dispatcher {
       `SELECT dead_letter AS letter FROM ${this.t.deliveries} WHERE dead_letter IS NOT NULL ORDER BY updated_at LIMIT 500`,
     );
     if (rows.length > 0) await this.writeHeldLetters(rows.map((r) => r.letter));
+    const { rows: unresolved } = await this.db.query<{ id: string; dlq_key: string }>(
+      `SELECT id, coalesce(batch_id, id)::text AS dlq_key FROM ${this.t.deliveries}
+        WHERE dlq_resolve_pending ORDER BY updated_at LIMIT 500`,
+    );
+    if (unresolved.length > 0) await this.resolveMarked(unresolved);
+  }
+
+  /**
+   * Removes the DLQ entries of replayed deliveries that succeeded, from a backend outside the
+   * database, and clears their marks once it confirmed. On failure the marks stay and the
+   * housekeeping tries again (resolving an entry already gone does nothing).
+   */
+  private async resolveMarked(deliveries: readonly { id: string; dlq_key: string }[]): Promise<void> {
+    try {
+      await this.dlq.resolve([...new Set(deliveries.map((d) => d.dlq_key))]);
+      await this.db.query(
+        `UPDATE ${this.t.deliveries} SET dlq_resolve_pending = false WHERE id = ANY($1::uuid[])`,
+        [deliveries.map((d) => d.id)],
+      );
+    } catch (error) {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+    }
   }
 
   private deadLetter(

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { replayDlq } from "../../src/dlq/replay.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { startTestService } from "../helpers/app.js";
+import { eventually, startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
 
 const NATS_URL = process.env.TEST_NATS_URL;
@@ -109,4 +109,46 @@ describe("dead letters on every backend, end to end", () => {
       }
     });
   }
+
+  it("file: an entry whose removal failed after a successful replay is removed by the housekeeping", async () => {
+    const schema = "fq_file_resolve";
+    const service = await startTestService(
+      db,
+      toml(schema, backends[0]![1].replace("DIR", dir).replace("webhook_dlq", "resolve_dlq")),
+      { RECEIVER: mock.url },
+    );
+    try {
+      mock.reset();
+      mock.script([{ status: 503 }]);
+      await db.query(`INSERT INTO payments_${schema} (amount) VALUES (1)`);
+      await service.app.dispatcher.waitForIdle();
+      assert.equal((await service.app.dlq.list({})).length, 1);
+
+      // The backend refuses the first removal (say the disk was briefly full).
+      const dlq = service.app.dlq;
+      const resolve = dlq.resolve.bind(dlq);
+      let refused = 0;
+      dlq.resolve = async (ids, tx) => {
+        if (refused++ === 0) throw new Error("injected: backend unavailable");
+        return resolve(ids, tx);
+      };
+      mock.reset();
+      await replayDlq({ db, dlq, schema }, { failedAfter: new Date(Date.now() - 3600_000), filter: {} });
+      service.app.dispatcher.wake();
+      await service.app.dispatcher.waitForIdle();
+      assert.equal(mock.callCount, 1, "delivered on replay");
+      const pending = async () => {
+        const { rows } = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${schema}.deliveries WHERE dlq_resolve_pending`,
+        );
+        return rows[0]!.n;
+      };
+      assert.equal(await pending(), 1, "marked until the backend confirms");
+      await eventually(async () => (await dlq.list({})).length === 0, 15_000, "the housekeeping's removal");
+      await eventually(async () => (await pending()) === 0, 5_000, "the mark cleared");
+      assert.ok(refused >= 2);
+    } finally {
+      await service.close();
+    }
+  });
 });
