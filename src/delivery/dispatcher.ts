@@ -365,6 +365,11 @@ export class Dispatcher {
       // Without LISTEN the dispatcher still polls every poll_interval.
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
+    // A dispatcher killed while idle leaves the flag up, and writes would NOTIFY until this one
+    // next went idle and busy again: lower it now (this one raises it when it goes idle).
+    await this.setSleeping(false).catch((error: unknown) => {
+      if (channels.error.hasSubscribers) channels.error.publish({ error });
+    });
     // The last look found nothing: the next one, unless something woke the loop, starts with
     // one cheap query that says whether there is anything to do.
     let quiet = false;

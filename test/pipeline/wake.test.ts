@@ -46,3 +46,20 @@ describe("waking an idle dispatcher", () => {
     assert.equal(rows[0]!.sleeping, false);
   });
 });
+
+describe("a flag left up by a dispatcher that was killed while idle", () => {
+  const fx = usePipeline(TOML);
+
+  it("is lowered when a dispatcher starts, so writes under load do not NOTIFY", async () => {
+    const dispatcher = fx.service.app.dispatcher;
+    await dispatcher.stop();
+    await fx.db.query("UPDATE fraiseql.dispatch_state SET sleeping = true");
+    fx.mock.respond(() => ({ status: 200, delayMs: 200 }));
+    await fx.db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 300) AS g");
+    dispatcher.start();
+    // Busy from its first look to its last: it never goes idle, so only the start lowers the flag.
+    await fx.mock.waitForCalls(10, 10_000);
+    const { rows } = await fx.db.query<{ sleeping: boolean }>("SELECT sleeping FROM fraiseql.dispatch_state");
+    assert.equal(rows[0]!.sleeping, false);
+  });
+});
