@@ -21,6 +21,13 @@ export interface Statement {
   readonly params: readonly unknown[];
 }
 
+/** What {@link Database.readThenWrite} writes for the rows it read, and the value it resolves to. */
+export type Decide<R, T> = (
+  rows: R[],
+) =>
+  | { readonly write?: Statement | undefined; readonly value: T }
+  | Promise<{ readonly write?: Statement | undefined; readonly value: T }>;
+
 export interface HeldLock {
   /** Resolves when the connection holding the lock is lost (the lock is gone with it). */
   readonly lost: Promise<void>;
@@ -32,19 +39,11 @@ export interface Database extends Queryable {
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
-   * A transaction of one read and one write in two round trips: `BEGIN` goes with the read, and
-   * `COMMIT` with the write that `decide` returns for the read's rows (none: commit alone).
-   * Parameters travel as SQL literals. (Only on PostgreSQL, where round trips cost; callers
-   * fall back to {@link transaction}.)
+   * A transaction of one read and one write: the write that `decide` returns for the read's rows
+   * (none: commit alone). On PostgreSQL it takes two round trips, `BEGIN` going with the read and
+   * `COMMIT` with the write, parameters as SQL literals.
    */
-  readThenWrite?<R, T>(
-    read: Statement,
-    decide: (
-      rows: R[],
-    ) =>
-      | { readonly write?: Statement | undefined; readonly value: T }
-      | Promise<{ readonly write?: Statement | undefined; readonly value: T }>,
-  ): Promise<T>;
+  readThenWrite<R, T>(read: Statement, decide: Decide<R, T>): Promise<T>;
   /**
    * Takes a session-level advisory lock, keyed by `name`, on a connection of its own and holds it
    * until released or until that connection is lost; undefined when another session holds it.

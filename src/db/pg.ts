@@ -1,6 +1,6 @@
 import pg from "pg";
 import { FraiseqlError } from "../errors.js";
-import type { Database, HeldLock, Queryable, QueryResult, Statement } from "./driver.js";
+import type { Database, Decide, HeldLock, Queryable, QueryResult, Statement } from "./driver.js";
 
 /** Options of {@link openPostgres}. */
 export interface PostgresOptions {
@@ -109,14 +109,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
         return result;
       });
     },
-    readThenWrite<R, T>(
-      read: Statement,
-      decide: (
-        rows: R[],
-      ) =>
-        | { readonly write?: Statement | undefined; readonly value: T }
-        | Promise<{ readonly write?: Statement | undefined; readonly value: T }>,
-    ): Promise<T> {
+    readThenWrite<R, T>(read: Statement, decide: Decide<R, T>): Promise<T> {
       return inTransaction(pool, async (client) => {
         const results = (await client.query(`BEGIN; ${inlineParams(read)}`)) as unknown as pg.QueryResult[];
         const rows = (results[results.length - 1]?.rows ?? []) as R[];

@@ -3,7 +3,7 @@ import { mkdir, open, readFile, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
 import { FraiseqlError } from "../errors.js";
-import type { Database, Queryable, QueryResult } from "./driver.js";
+import type { Database, Decide, Queryable, QueryResult, Statement } from "./driver.js";
 
 interface PGliteLike {
   query<R>(text: string, params?: unknown[]): Promise<{ rows: R[]; affectedRows?: number }>;
@@ -142,12 +142,20 @@ export async function openPglite(dataDir?: string): Promise<Database> {
     });
   };
   const base = wrap(db as unknown as PGliteLike, onRowsChanged);
+  const transaction = <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> =>
+    db.transaction((tx) => fn(wrap(tx as unknown as PGliteLike, onRowsChanged)));
   return {
     kind: "pglite",
     query: base.query,
     exec: base.exec,
-    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      return db.transaction((tx) => fn(wrap(tx as unknown as PGliteLike, onRowsChanged)));
+    transaction,
+    readThenWrite<R, T>(read: Statement, decide: Decide<R, T>): Promise<T> {
+      return transaction(async (tx) => {
+        const { rows } = await tx.query<R>(read.text, read.params);
+        const { write, value } = await decide(rows);
+        if (write) await tx.query(write.text, write.params);
+        return value;
+      });
     },
     async listen(channel, onNotify) {
       const unsub = await db.listen(channel, onNotify);

@@ -486,6 +486,7 @@ export class Dispatcher {
   private async maintain(): Promise<void> {
     try {
       await this.sweepHeldLetters();
+      await this.sweepUnresolved();
       const dlqRetention = this.config.webhooks.dlq.retention;
       const retention = this.config.database.retention;
       await pruneOnce(this.db, this.t, retention, Math.max(retention, dlqRetention));
@@ -633,36 +634,25 @@ export class Dispatcher {
     // worker routes them. If the write fails, the outcomes are dropped and the events, still
     // unrouted, are routed again later to the same delivery ids: a duplicate, never a loss.
     // With rate limiting, an attempt may write before it sends: it starts after the commit.
+    // Such a pass returns once its events are read and its deliveries started, and the loop goes
+    // on (claims, the next pass's read) while the write commits. A pass sends its write only once
+    // the one before has committed, so passes commit in the order they read: a claim never sees
+    // a later event's delivery without an earlier one's (per-key order). (On PGlite, with its one
+    // connection, the next pass's transaction simply waits for this one.)
     const early = this.sendBeforeCommit && !this.limiter;
-    // On PostgreSQL such a pass returns once its events are read and its deliveries started,
-    // and the loop goes on (claims, the next pass's read) while the write commits. A pass sends
-    // its write only once the one before has committed, so passes commit in the order they
-    // read: a claim never sees a later event's delivery without an earlier one's (per-key order).
-    const pipelined = early && this.db.readThenWrite !== undefined;
     const previous = this.committing;
     let committed: (ok: boolean) => void = () => {};
     const routed = early ? new Promise<boolean>((resolve) => (committed = resolve)) : undefined;
     let announce: (plan: RoutePlan) => void = () => {};
     const decided = new Promise<RoutePlan>((resolve) => (announce = resolve));
-    let wasRead = false;
     const decide = async (rows: EventRow[]) => {
-      wasRead = true;
       const planned = this.planRoute(rows.map(toCapturedEvent), slots, instance, routed);
       announce(planned.value);
       if (previous) await previous;
       return planned;
     };
     this.passesOpen++;
-    const written = (
-      this.db.readThenWrite
-        ? this.db.readThenWrite(read, decide)
-        : this.db.transaction(async (tx) => {
-            const { rows } = await tx.query<EventRow>(read.text, read.params);
-            const { write, value } = await decide(rows);
-            if (write) await tx.query(write.text, write.params);
-            return value;
-          })
-    ).finally(() => {
+    const written = this.db.readThenWrite(read, decide).finally(() => {
       this.passesOpen--;
     });
     const outcome = written.then(
@@ -683,15 +673,15 @@ export class Dispatcher {
       throw error;
     });
     if (plan.queued) this.backlog = true;
-    if (early) this.startAll(plan.started);
-    if (pipelined) {
+    if (early) {
+      this.startAll(plan.started);
       // A write that fails after its read is reported here; the loop's next pass goes on.
       this.committing = outcome.catch((error: unknown) => {
-        if (wasRead && channels.error.hasSubscribers) channels.error.publish({ error });
+        if (channels.error.hasSubscribers) channels.error.publish({ error });
       });
     } else {
       await outcome;
-      if (!early) this.startAll(plan.started);
+      this.startAll(plan.started);
     }
     return plan.events;
   }
@@ -760,15 +750,16 @@ export class Dispatcher {
   }
 
   private startAll(deliveries: readonly ClaimedDelivery[]): void {
-    for (const delivery of deliveries) this.startAttempt(delivery);
+    for (const delivery of deliveries) this.track(delivery.id, this.attempt([delivery]));
   }
 
-  private startAttempt(delivery: ClaimedDelivery): void {
-    const p = this.attempt([delivery]).finally(() => {
-      this.inflight.delete(delivery.id);
+  /** Holds a slot for an attempt (`key`: its delivery or batch id) until it is settled. */
+  private track(key: string, attempt: Promise<void>): void {
+    const p = attempt.finally(() => {
+      this.inflight.delete(key);
       if (!this.stopping) this.wakeSoon();
     });
-    this.inflight.set(delivery.id, p);
+    this.inflight.set(key, p);
   }
 
   /** Claims up to `limit` due deliveries and starts sending them; returns how many. */
@@ -799,7 +790,7 @@ export class Dispatcher {
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
     );
-    for (const row of rows) this.startAttempt(claimedFromRow(row));
+    this.startAll(rows.map(claimedFromRow));
     return rows.length;
   }
 
@@ -823,7 +814,7 @@ export class Dispatcher {
         batch_id,
       );
       if (members.length > 0) {
-        this.startBatch(members, batch_id);
+        this.track(batch_id, this.attempt(members, batch_id));
         started++;
       }
     }
@@ -854,7 +845,7 @@ export class Dispatcher {
           group.batch_key,
         );
         if (members.length === 0) break;
-        this.startBatch(members, batchId);
+        this.track(batchId, this.attempt(members, batchId));
         started++;
         available -= members.length;
       }
@@ -896,14 +887,6 @@ export class Dispatcher {
       return rows;
     });
     return rows.map((row) => claimedFromRow(row));
-  }
-
-  private startBatch(members: ClaimedDelivery[], batchId: string): void {
-    const p = this.attempt(members, batchId).finally(() => {
-      this.inflight.delete(batchId);
-      if (!this.stopping) this.wakeSoon();
-    });
-    this.inflight.set(batchId, p);
   }
 
   /**
@@ -1265,6 +1248,11 @@ export class Dispatcher {
       `SELECT dead_letter AS letter FROM ${this.t.deliveries} WHERE dead_letter IS NOT NULL ORDER BY updated_at LIMIT 500`,
     );
     if (rows.length > 0) await this.writeHeldLetters(rows.map((r) => r.letter));
+  }
+
+  /** Entries of replayed deliveries that succeeded, whose removal from the backend failed: again. */
+  private async sweepUnresolved(): Promise<void> {
+    if (this.dlqInDatabase) return;
     const { rows: unresolved } = await this.db.query<{ id: string; dlq_key: string }>(
       `SELECT id, coalesce(batch_id, id)::text AS dlq_key FROM ${this.t.deliveries}
         WHERE dlq_resolve_pending ORDER BY updated_at LIMIT 500`,
@@ -1369,7 +1357,7 @@ function statusOf(outcome: AttemptOutcome): number | null {
  * Writes the deliveries of routed events and marks the events routed, in one statement.
  * Deliveries started at once are written as `running`, leased to `workerId`, attempt 1.
  */
-export function routeStatement(
+function routeStatement(
   t: InternalTables,
   rows: readonly { planned: PlannedDelivery; running: boolean }[],
   eventIds: readonly string[],

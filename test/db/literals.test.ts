@@ -33,7 +33,7 @@ describe("statements with their parameters as literals", () => {
     try {
       const hostile = `'; DROP TABLE x; -- \\' \\\\ "quoted" $1 \u00e9\u{1F600}`;
       const json = JSON.stringify({ hostile, nested: ["a'b", "c\\d"] });
-      const value = await db.readThenWrite!<{ s: string; j: unknown; a: string[] }, unknown>(
+      const value = await db.readThenWrite<{ s: string; j: unknown; a: string[] }, unknown>(
         {
           text: "SELECT $1::text AS s, $2::jsonb AS j, $3::text[] AS a",
           params: [hostile, json, ["x'y", "z"]],
