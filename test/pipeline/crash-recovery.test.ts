@@ -49,18 +49,23 @@ ${rest(fx.mock.url)}`,
   return fx;
 }
 
-describe("crash recovery", { skip }, () => {
-  // Slow answers keep many deliveries in flight when the worker is killed.
-  const fx = useWorkerSetup(
-    40,
-    (receiver) => `[[observers]]
+/** The observer whose deliveries the suites below follow: one per order, carrying its id. */
+function orderObserver(receiver: string): string {
+  return `[[observers]]
 name = "on_order_created"
 entity = "Order"
 event = "INSERT"
 [[observers.actions]]
 url = "${receiver}/orders"
 body = { order_id = "{{ id }}" }
+`;
+}
 
+describe("crash recovery", { skip }, () => {
+  // Slow answers keep many deliveries in flight when the worker is killed.
+  const fx = useWorkerSetup(
+    40,
+    (receiver) => `${orderObserver(receiver)}
 [webhooks.dispatch]
 poll_interval = "50ms"
 lease = "2s"
@@ -180,14 +185,7 @@ describe("a killed worker's liveness lock", { skip }, () => {
   // 40 s (two missed heartbeats) before another worker took them back.
   const fx = useWorkerSetup(
     300,
-    (receiver) => `[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "${receiver}/orders"
-body = { order_id = "{{ id }}" }
-
+    (receiver) => `${orderObserver(receiver)}
 [webhooks.dispatch]
 poll_interval = "50ms"
 lease = "60s"
