@@ -462,14 +462,12 @@ export class Dispatcher {
   }
 
   /**
-   * The flag the capture trigger reads: true while some dispatcher is idle, so a write NOTIFYs
-   * it; false while dispatchers are busy, so writes under load pay nothing.
+   * The flag the capture trigger reads (the sequence `dispatch_sleeping`): 1 while some
+   * dispatcher is idle, so a write NOTIFYs it; 0 while dispatchers are busy, so writes under load
+   * pay nothing. setval() is not transactional: the next write sees it.
    */
   private async setSleeping(sleeping: boolean): Promise<void> {
-    await this.db.query(
-      `UPDATE ${this.t.schema}.dispatch_state SET sleeping = $1 WHERE id = 1 AND sleeping IS DISTINCT FROM $1`,
-      [sleeping],
-    );
+    await this.db.query(`SELECT setval('${this.t.schema}.dispatch_sleeping', $1, true)`, [sleeping ? 1 : 0]);
   }
 
   /** One cheap look: is any event waiting to be routed, or any delivery due? */

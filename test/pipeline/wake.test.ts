@@ -21,13 +21,16 @@ url = "\${RECEIVER}/orders"
 poll_interval = "1h"
 `;
 
+/** The idle flag the capture trigger reads. */
+const SLEEPING = "SELECT pg_sequence_last_value('fraiseql.dispatch_sleeping') = 1 AS sleeping";
+
 describe("waking an idle dispatcher", () => {
   const fx = usePipeline(TOML);
 
   it("a write from any SQL client wakes the idle dispatcher through NOTIFY", async () => {
     // Let the dispatcher go idle and raise its flag.
     await new Promise((r) => setTimeout(r, 300));
-    const { rows } = await fx.db.query<{ sleeping: boolean }>("SELECT sleeping FROM fraiseql.dispatch_state");
+    const { rows } = await fx.db.query<{ sleeping: boolean }>(SLEEPING);
     assert.equal(rows[0]!.sleeping, true);
     for (let i = 1; i <= 3; i++) {
       await fx.db.query("INSERT INTO orders (total) VALUES ($1)", [i]);
@@ -42,7 +45,7 @@ describe("waking an idle dispatcher", () => {
     fx.mock.respond(() => ({ status: 200, delayMs: 200 }));
     await fx.db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 300) AS g");
     await fx.mock.waitForCalls(10, 10_000);
-    const { rows } = await fx.db.query<{ sleeping: boolean }>("SELECT sleeping FROM fraiseql.dispatch_state");
+    const { rows } = await fx.db.query<{ sleeping: boolean }>(SLEEPING);
     assert.equal(rows[0]!.sleeping, false);
   });
 });
@@ -53,13 +56,13 @@ describe("a flag left up by a dispatcher that was killed while idle", () => {
   it("is lowered when a dispatcher starts, so writes under load do not NOTIFY", async () => {
     const dispatcher = fx.service.app.dispatcher;
     await dispatcher.stop();
-    await fx.db.query("UPDATE fraiseql.dispatch_state SET sleeping = true");
+    await fx.db.query("SELECT setval('fraiseql.dispatch_sleeping', 1, true)");
     fx.mock.respond(() => ({ status: 200, delayMs: 200 }));
     await fx.db.query("INSERT INTO orders (total) SELECT g FROM generate_series(1, 300) AS g");
     dispatcher.start();
     // Busy from its first look to its last: it never goes idle, so only the start lowers the flag.
     await fx.mock.waitForCalls(10, 10_000);
-    const { rows } = await fx.db.query<{ sleeping: boolean }>("SELECT sleeping FROM fraiseql.dispatch_state");
+    const { rows } = await fx.db.query<{ sleeping: boolean }>(SLEEPING);
     assert.equal(rows[0]!.sleeping, false);
   });
 });
