@@ -9,6 +9,8 @@
  * Options:
  * - `--n=N` (`BENCH_N`): deliveries of the profiled drain. (Default: 20000)
  * - `--warmup=N`: deliveries of the untimed drain before it; 0 skips it. (Default: 2000)
+ * - `--queued`: drains deliveries already queued (routed in SQL before the clock), as the queued
+ *   drain figure of `bench/run.ts` does, instead of events waiting in the outbox.
  * - `--interval=µs`: the sampling interval. (Default: 100)
  * - `--out=FILE`: the profile written. (Default: `bench/results/profile-<YYYY-MM-DD>.cpuprofile`)
  * - `--summarize=FILE`: prints the summary of a profile already written and runs nothing.
@@ -46,6 +48,7 @@ const ROOT = new URL("../", import.meta.url).href;
 interface Settings {
   readonly n: number;
   readonly warmup: number;
+  readonly queued: boolean;
   readonly intervalMicros: number;
   readonly out: string;
   /** A profile to summarise instead of running. */
@@ -58,6 +61,7 @@ function readSettings(): Settings {
     options: {
       n: { type: "string" },
       warmup: { type: "string" },
+      queued: { type: "boolean" },
       interval: { type: "string" },
       out: { type: "string" },
       summarize: { type: "string" },
@@ -69,6 +73,7 @@ function readSettings(): Settings {
   return {
     n: numberOption(values.n ?? env.BENCH_N, 20_000, "--n", { whole: true }),
     warmup: numberOption(values.warmup, 2000, "--warmup", { whole: true, zero: true }),
+    queued: values.queued === true,
     intervalMicros: numberOption(values.interval, 100, "--interval", { whole: true }),
     out: values.out ?? fileURLToPath(new URL(`./results/profile-${today}.cpuprofile`, import.meta.url)),
     summarize: values.summarize,
@@ -173,6 +178,7 @@ async function drainOnce(
   server: DatabaseServer,
   receiver: Receiver,
   deliveries: number,
+  queued: boolean,
   probe?: (db: Database) => CpuProbe,
 ): Promise<DrainResult> {
   const database = await server.create();
@@ -184,6 +190,7 @@ async function drainOnce(
       db,
       receiverUrl: receiver.url,
       deliveries,
+      queued,
       ...(probe ? { cpu: () => probe(db) } : {}),
     });
     const received = await receiver.count(true);
@@ -201,7 +208,7 @@ async function profileDrain(settings: Settings): Promise<CpuProfile> {
   const receiver = await startReceiver();
   if (settings.warmup > 0) {
     log(`warm-up: drain of ${number.format(settings.warmup)} deliveries, not profiled`);
-    const warm = await drainOnce(server, receiver, settings.warmup);
+    const warm = await drainOnce(server, receiver, settings.warmup, settings.queued);
     log(`warm-up: ${number.format(warm.perSecond)} deliveries/s`);
   }
 
@@ -216,10 +223,10 @@ async function profileDrain(settings: Settings): Promise<CpuProfile> {
     };
     let probe: ProfilingProbe | undefined;
     log(
-      `drain of ${number.format(settings.n)} deliveries on PostgreSQL ${server.version}, ` +
+      `drain of ${number.format(settings.n)} ${settings.queued ? "queued " : ""}deliveries on PostgreSQL ${server.version}, ` +
         `profiled every ${settings.intervalMicros} µs`,
     );
-    const result = await drainOnce(server, receiver, settings.n, (db) => {
+    const result = await drainOnce(server, receiver, settings.n, settings.queued, (db) => {
       probe = new ProfilingProbe({ ...sources, postgresPids: () => backendPids(db) }, session);
       return probe;
     });

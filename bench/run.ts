@@ -17,6 +17,8 @@
  *   (Default: 10000; quick: 1000; the PGlite drain takes at most 5000, quick 500). Each
  *   in-process drain follows an untimed one on the same database, reported as its cold start:
  *   a tenth of its size, at least 1000 (quick: 200).
+ * - `--queued=N` (`BENCH_QUEUED`): deliveries of the in-process drain of queued (routed, pending)
+ *   deliveries, the issue's drain figure, on PostgreSQL. (Default: 100000; quick: 2000)
  * - `--seconds=S` (`BENCH_SECONDS`): measured time per table of the insert figure. (Default: 5;
  *   quick: 1)
  * - `--events=N` (`BENCH_EVENTS`): events of the drain-scaling and batching drains. (Default:
@@ -107,6 +109,7 @@ interface Settings {
   readonly pglite: boolean;
   readonly n: number;
   readonly pgliteN: number;
+  readonly queued: number;
   readonly insertSeconds: number;
   readonly events: number;
   readonly latencyRate: number;
@@ -135,6 +138,7 @@ function readSettings(): Settings {
       quick: { type: "boolean" },
       pglite: { type: "boolean" },
       n: { type: "string" },
+      queued: { type: "string" },
       seconds: { type: "string" },
       events: { type: "string" },
       "latency-rate": { type: "string" },
@@ -171,6 +175,7 @@ function readSettings(): Settings {
     // PGlite runs every statement through one in-process connection; a smaller drain keeps the
     // run short and still shows its rate.
     pgliteN: Math.min(n, quick ? 500 : 5000),
+    queued: int(values.queued ?? env.BENCH_QUEUED, quick ? 2000 : 100_000, "--queued"),
     insertSeconds: numberOption(values.seconds ?? env.BENCH_SECONDS, quick ? 1 : 5, "--seconds"),
     events: int(values.events ?? env.BENCH_EVENTS, quick ? 2000 : 20_000, "--events"),
     latencyRate: numberOption(
@@ -754,6 +759,34 @@ async function main(): Promise<void> {
         seconds: cold.seconds,
         note: "an untimed drain before the timed one, on the same database: the hot paths are compiled here",
       },
+    }));
+  }
+  if (runs("drain") && mainDb) {
+    // The issue's drain figure: deliveries already queued (routed in SQL before the clock), so
+    // the dispatcher claims, sends and settles them.
+    log(`drain on pg: ${number.format(settings.queued)} deliveries queued (pending)`);
+    const db = await openTracked(openPostgres(mainDb.url));
+    await db.exec(
+      `TRUNCATE fraiseql.delivery_attempts, fraiseql.deliveries, fraiseql.events, public.${DRAIN_TABLE}`,
+    );
+    const result = await drainRate({
+      db,
+      receiverUrl: receiver.url,
+      deliveries: settings.queued,
+      queued: true,
+      cpu: cpuWith(db),
+    });
+    const received = await receiver.count(true);
+    await closeTracked(db);
+    const { cpu: queuedCpu, routedSeconds: _routed, ...details } = result;
+    httpFigures.push((baseline) => ({
+      id: "drain_queued_pg",
+      label: `drain ${number.format(settings.queued)} queued deliveries (pg)`,
+      value: result.perSecond,
+      unit: "/s",
+      baseline,
+      cpu: queuedCpu,
+      details: { ...details, requestsReceived: received },
     }));
   }
 

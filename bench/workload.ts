@@ -17,6 +17,8 @@ export const BENCH_API_KEY = "bench-api-key";
 
 /** Table drained by the drain figure (observed, INSERT). */
 export const DRAIN_TABLE = "bench_orders";
+/** The observer on {@link DRAIN_TABLE}, in the in-process drain and in the workers' files. */
+export const DRAIN_OBSERVER = "bench_order_created";
 /** Insert figure: the table without a capture trigger. */
 export const PLAIN_TABLE = "bench_insert_plain";
 /** Insert figure: the identical table with the capture trigger of one observer. */
@@ -48,7 +50,7 @@ table = "${OBSERVED_TABLE}"
 ${FIELDS}
 
 [[observers]]
-name = "bench_order_created"
+name = "${DRAIN_OBSERVER}"
 entity = "BenchOrder"
 event = "INSERT"
 
@@ -169,7 +171,7 @@ body = { id = "{{ id }}", sent_ms = "{{ sent_ms }}" }${batch}
         : `{ event = "orders.created", orders = [${order}] }`;
     observer = `
 [[observers]]
-name = "bench_order_created"
+name = "${DRAIN_OBSERVER}"
 entity = "BenchOrder"
 event = "INSERT"
 
