@@ -218,6 +218,8 @@ export class Dispatcher {
   private wakeRequested = false;
   private readonly inflight = new Map<string, Promise<void>>();
   private settleQueue: Settlement[] = [];
+  /** Outcomes in the settle being written now. */
+  private settling = 0;
   private flushing: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -348,7 +350,8 @@ export class Dispatcher {
         `SELECT EXISTS (SELECT 1 FROM ${this.t.events} WHERE routed_at IS NULL)
              OR EXISTS (SELECT 1 FROM ${this.t.deliveries} WHERE status IN ('pending', 'running', 'waiting')) AS busy`,
       );
-      if (!rows[0]?.busy && this.inflight.size === 0 && this.settleQueue.length === 0) return;
+      if (!rows[0]?.busy && this.inflight.size === 0 && this.settleQueue.length === 0 && this.settling === 0)
+        return;
       if (Date.now() > deadline) throw new Error(`dispatcher not idle after ${timeoutMs}ms`);
       this.wake();
       await new Promise((r) => setTimeout(r, 20));
@@ -582,7 +585,7 @@ export class Dispatcher {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.inflight.size === 0) return;
+    if (this.inflight.size === 0 && this.settleQueue.length === 0 && this.settling === 0) return;
     try {
       await this.db.query(
         `UPDATE ${this.t.deliveries} SET locked_until = now() + $2 * interval '1 millisecond'
@@ -751,7 +754,10 @@ export class Dispatcher {
     for (const delivery of deliveries) this.track(delivery.id, this.attempt([delivery]));
   }
 
-  /** Holds a slot for an attempt (`key`: its delivery or batch id) until it is settled. */
+  /**
+   * Holds a slot for an attempt (`key`: its delivery or batch id) until its outcome is queued for
+   * the next settle (or written, while outcomes pile up).
+   */
   private track(key: string, attempt: Promise<void>): void {
     const p = attempt.finally(() => {
       this.inflight.delete(key);
@@ -942,7 +948,11 @@ export class Dispatcher {
       if (channels.attempt.hasSubscribers && delivery === first) channels.attempt.publish(record);
       this.settleQueue.push({ record });
     }
-    await this.flushSoon();
+    const written = this.flushSoon();
+    // The slot is free once the outcome is queued: the delivery stays leased (running) until the
+    // settle that writes it commits, so a crash before then sends it again (at least once). While
+    // outcomes wait for their write faster than settles write them, the slot waits for the write.
+    if (this.settleQueue.length + this.settling > this.concurrency) await written;
   }
 
   /**
@@ -987,6 +997,7 @@ export class Dispatcher {
     if (this.settleQueue.length === 0) return Promise.resolve();
     const batch = this.settleQueue;
     this.settleQueue = [];
+    this.settling = batch.length;
     this.flushing = this.settle(batch)
       .catch(async (error) => {
         if (channels.error.hasSubscribers) channels.error.publish({ error });
@@ -995,6 +1006,7 @@ export class Dispatcher {
       })
       .finally(() => {
         this.flushing = undefined;
+        this.settling = 0;
       });
     return this.flushing;
   }

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import pg from "pg";
+import { eventually, usePipeline } from "../helpers/app.js";
+import { TEST_DATABASE_URL } from "../helpers/db.js";
+
+const TOML = `
+[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/orders"
+
+[webhooks.dispatch]
+concurrency = 1
+poll_interval = "20ms"
+`;
+
+// While the test holds this advisory lock, every write of delivery history waits for it.
+const HOLD = 4711;
+
+describe("a slot freed by a finished attempt", {
+  // PGlite runs every statement on one connection: a held settle would stop the test's own queries.
+  skip: TEST_DATABASE_URL ? false : "needs a PostgreSQL server (TEST_DATABASE_URL)",
+}, () => {
+  const fx = usePipeline(TOML);
+
+  it("takes the next delivery while the outcome is still being written, which loses nothing", async () => {
+    await fx.db.exec(`
+      CREATE FUNCTION public.hold_settle() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_advisory_xact_lock(${HOLD}); RETURN NEW; END $$;
+      CREATE TRIGGER hold_settle BEFORE INSERT ON fraiseql.delivery_attempts
+        FOR EACH ROW EXECUTE FUNCTION public.hold_settle();`);
+    const holder = new pg.Client({ connectionString: fx.db.url });
+    await holder.connect();
+    try {
+      await holder.query("SELECT pg_advisory_lock($1)", [HOLD]);
+      await fx.db.query("INSERT INTO orders (total) VALUES (1), (2)");
+      // One slot: the second request can only go out if the first's slot was freed before its
+      // outcome committed.
+      await eventually(
+        () => fx.mock.callCount >= 2,
+        10_000,
+        "both requests, the first outcome still unwritten",
+      );
+      const { rows } = await fx.db.query<{ status: string; n: number }>(
+        "SELECT status, count(*)::int AS n FROM fraiseql.deliveries GROUP BY status",
+      );
+      assert.deepEqual(rows, [{ status: "running", n: 2 }]);
+      await holder.query("SELECT pg_advisory_unlock($1)", [HOLD]);
+    } finally {
+      await holder.end();
+    }
+    await eventually(
+      async () => {
+        const { rows } = await fx.db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded' AND attempts = 1",
+        );
+        return rows[0]!.n === 2;
+      },
+      10_000,
+      "both deliveries succeeded at their first attempt",
+    );
+    const { rows: history } = await fx.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM fraiseql.delivery_attempts WHERE outcome = 'success'",
+    );
+    assert.equal(history[0]!.n, 2);
+    assert.equal(fx.mock.callCount, 2);
+  });
+});
