@@ -218,6 +218,8 @@ export class Dispatcher {
   private wakeRequested = false;
   private readonly inflight = new Map<string, Promise<void>>();
   private settleQueue: Settlement[] = [];
+  /** Whether a heartbeat is running. */
+  private beating = false;
   /** Outcomes in the settle being written now. */
   private settling = 0;
   private flushing: Promise<void> | undefined;
@@ -543,6 +545,18 @@ export class Dispatcher {
    * re-divides the rate limit budget over the live processes.
    */
   private async beat(): Promise<void> {
+    // One beat at a time: a lease renewal waiting for a row lock (a settle still writing those
+    // rows) must not be joined by another on every tick, each holding a pooled connection.
+    if (this.beating) return;
+    this.beating = true;
+    try {
+      await this.beatOnce();
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  private async beatOnce(): Promise<void> {
     try {
       await this.takeLivenessLock();
       await this.db.query(
@@ -1039,7 +1053,8 @@ export class Dispatcher {
     // The history and the successes are one statement; when that is all there is to write (no
     // retry, no dead letter, no DLQ entry to resolve, no chain to release) it needs no
     // transaction of its own.
-    const writeDone = async (q: Queryable) => {
+    // `returning`: whether the caller reads the rows marked succeeded (a plain batch does not).
+    const writeDone = async (q: Queryable, returning = true) => {
       if (done.length === 0) {
         await q.query(insertHistory, [history]);
         return [];
@@ -1051,7 +1066,7 @@ export class Dispatcher {
                 locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
            FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, status int)
           WHERE d.id = x.id AND d.locked_by = $3 AND d.status = 'running'
-         RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed`,
+         ${returning ? "RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed" : ""}`,
         [
           history,
           JSON.stringify(
@@ -1068,7 +1083,7 @@ export class Dispatcher {
       !this.hasChains &&
       !done.some((s) => s.record.delivery.replayed);
     if (simple) {
-      await writeDone(this.db);
+      await writeDone(this.db, false);
       this.afterSettle(batch, retry);
       return;
     }

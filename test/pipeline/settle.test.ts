@@ -45,15 +45,33 @@ describe("a slot freed by a finished attempt", {
       await fx.db.query("INSERT INTO orders (total) VALUES (1), (2)");
       // One slot: the second request can only go out if the first's slot was freed before its
       // outcome committed.
+      const state = async () =>
+        (
+          await fx.db.query<{ status: string; n: number }>(
+            "SELECT status, count(*)::int AS n FROM fraiseql.deliveries GROUP BY status ORDER BY status",
+          )
+        ).rows;
+      try {
+        await eventually(() => fx.mock.callCount >= 2, 20_000, "both requests");
+      } catch (error) {
+        const seen = JSON.stringify({ calls: fx.mock.callCount, deliveries: await state() });
+        throw new Error(`${(error as Error).message}, the first outcome still unwritten: ${seen}`);
+      }
+      // The second request goes out while its routing write commits: its row may come a moment
+      // later. Neither outcome is written while the lock is held.
       await eventually(
-        () => fx.mock.callCount >= 2,
-        10_000,
-        "both requests, the first outcome still unwritten",
+        async () => JSON.stringify(await state()) === JSON.stringify([{ status: "running", n: 2 }]),
+        5_000,
+        "both deliveries running, neither settled",
       );
-      const { rows } = await fx.db.query<{ status: string; n: number }>(
-        "SELECT status, count(*)::int AS n FROM fraiseql.deliveries GROUP BY status",
+      // The heartbeat renews the leases every lease/3 (1.7 s): its renewal waits for the row the
+      // held settle updated, and later beats do not pile up behind it, each on a connection.
+      await new Promise((r) => setTimeout(r, 4000));
+      const { rows: renewals } = await fx.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%SET locked_until%'`,
       );
-      assert.deepEqual(rows, [{ status: "running", n: 2 }]);
+      assert.equal(renewals[0]!.n, 1);
       await holder.query("SELECT pg_advisory_unlock($1)", [HOLD]);
     } finally {
       await holder.end();
