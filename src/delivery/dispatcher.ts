@@ -174,6 +174,10 @@ export class Dispatcher {
   private readonly routeBatch: number;
   private readonly concurrency: number;
   private readonly leaseMs: number;
+  /** Between heartbeats (lease renewal, worker row, idle flag): a third of the lease. */
+  private readonly heartbeatMs: number;
+  /** How long the idle flag holds without a renewal, seconds. */
+  private readonly flagSeconds: number;
   /** The PostgreSQL DLQ lives in this database and is written in the settling transaction. */
   private readonly dlqInDatabase: boolean;
   private lastMaintenance = 0;
@@ -220,6 +224,8 @@ export class Dispatcher {
   private settleQueue: Settlement[] = [];
   /** Whether a heartbeat is running. */
   private beating = false;
+  /** Whether this dispatcher raised the idle flag (and renews it with each heartbeat). */
+  private flagged = false;
   /** Outcomes in the settle being written now. */
   private settling = 0;
   private flushing: Promise<void> | undefined;
@@ -247,6 +253,9 @@ export class Dispatcher {
     const dispatch = options.config.webhooks.dispatch;
     this.concurrency = Math.max(1, Math.min(dispatch.concurrency, dispatch.maxQueueSize));
     this.leaseMs = dispatch.lease;
+    this.heartbeatMs = Math.max(250, Math.floor(this.leaseMs / 3));
+    // Three heartbeats and a second: a late beat does not let the flag lapse under a live dispatcher.
+    this.flagSeconds = Math.ceil((3 * this.heartbeatMs) / 1000) + 1;
     this.dlqInDatabase = options.dlq.name === "postgresql";
     const rl = options.config.webhooks.rateLimiting;
     this.limiter = rl.enabled ? new RateLimiter(rl.maxPerSecond, rl.burst) : undefined;
@@ -261,7 +270,7 @@ export class Dispatcher {
     if (this.running) return;
     this.running = true;
     this.stopping = false;
-    this.heartbeat = setInterval(() => void this.beat(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    this.heartbeat = setInterval(() => void this.beat(), this.heartbeatMs);
     void this.beat();
     this.heartbeat.unref();
     this.loopPromise = this.loop();
@@ -316,6 +325,7 @@ export class Dispatcher {
   async stop(graceMs = 10_000): Promise<void> {
     if (!this.running) return;
     this.stopping = true;
+    this.flagged = false;
     this.wake();
     await this.loopPromise;
     await this.committing;
@@ -362,7 +372,6 @@ export class Dispatcher {
 
   private async loop(): Promise<void> {
     let failures = 0;
-    let flagged = false;
     let idleSince = Date.now();
     try {
       this.unlisten = await this.db.listen(wakeChannel(this.config.database.schema), () => this.wake());
@@ -370,8 +379,8 @@ export class Dispatcher {
       // Without LISTEN the dispatcher still polls every poll_interval.
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
-    // A dispatcher killed while idle leaves the flag up, and writes would NOTIFY until this one
-    // next went idle and busy again: lower it now (this one raises it when it goes idle).
+    // A dispatcher killed while idle leaves the flag up until it expires (seconds), and writes
+    // NOTIFY meanwhile: lower it now (this one raises it when it goes idle).
     await this.setSleeping(false).catch((error: unknown) => {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     });
@@ -426,8 +435,8 @@ export class Dispatcher {
         // need not NOTIFY.
         const busy = routed > 0 || claimed > 0 || saturated;
         quiet = !busy;
-        if (busy && flagged) {
-          flagged = false;
+        if (busy && this.flagged) {
+          this.flagged = false;
           await this.setSleeping(false);
         }
         if (this.wakeRequested) continue;
@@ -441,7 +450,7 @@ export class Dispatcher {
           await sleep(Math.min(pause, this.config.webhooks.dispatch.pollInterval), this.wakeSignal);
           continue;
         }
-        if (!flagged) {
+        if (!this.flagged) {
           // Just idle: look again shortly for a while before asking writers to NOTIFY. Under a
           // steady trickle of writes the flag then stays down (no NOTIFY, no flag updates).
           if (Date.now() - idleSince < IDLE_SPIN_MS) {
@@ -450,7 +459,7 @@ export class Dispatcher {
           }
           // Ask writers to NOTIFY from now on, then look once more before sleeping: a change
           // committed just before the flag was set is found by that look, not lost.
-          flagged = true;
+          this.flagged = true;
           quiet = false;
           await this.setSleeping(true);
           continue;
@@ -467,12 +476,18 @@ export class Dispatcher {
   }
 
   /**
-   * The flag the capture trigger reads (the sequence `dispatch_sleeping`): 1 while some
-   * dispatcher is idle, so a write NOTIFYs it; 0 while dispatchers are busy, so writes under load
-   * pay nothing. setval() is not transactional: the next write sees it.
+   * The flag the capture trigger reads (the sequence `dispatch_sleeping`): while some dispatcher
+   * is idle, the time (unix seconds) until which a write NOTIFYs it; 0 while dispatchers are
+   * busy, so writes under load pay nothing. An idle dispatcher renews it with each heartbeat, so
+   * it expires a few seconds after a dispatcher killed while idle. setval() is not transactional:
+   * the next write sees it.
    */
   private async setSleeping(sleeping: boolean): Promise<void> {
-    await this.db.query(`SELECT setval('${this.t.schema}.dispatch_sleeping', $1, true)`, [sleeping ? 1 : 0]);
+    await this.db.query(
+      `SELECT setval('${this.t.schema}.dispatch_sleeping',
+                     CASE WHEN $1 THEN (date_part('epoch', now()) + $2)::bigint ELSE 0 END, true)`,
+      [sleeping, this.flagSeconds],
+    );
   }
 
   /** One cheap look: is any event waiting to be routed, or any delivery due? */
@@ -576,6 +591,11 @@ export class Dispatcher {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
     await this.renewLeases();
+    if (this.flagged && !this.stopping) {
+      await this.setSleeping(true).catch((error: unknown) => {
+        if (channels.error.hasSubscribers) channels.error.publish({ error });
+      });
+    }
   }
 
   private livenessPrefix(): string {

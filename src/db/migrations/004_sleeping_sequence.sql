@@ -1,12 +1,13 @@
 -- The idle flag the capture trigger reads on every captured row moves from
--- dispatch_state.sleeping to a sequence: 1 while a dispatcher is idle and asks writers to NOTIFY,
--- 0 otherwise. PL/pgSQL evaluates pg_sequence_last_value() as a plain function call, without
--- starting a query on a table, which took the trigger's cost to a single-row INSERT from about
--- 0.70 to 0.76 of the rate without a trigger (docs/performance.md). setval() is not
--- transactional: a dispatcher's change is seen by the next write at once.
-CREATE SEQUENCE __SCHEMA__.dispatch_sleeping MINVALUE 0 MAXVALUE 1 START 0 NO CYCLE;
-SELECT setval('__SCHEMA__.dispatch_sleeping', CASE WHEN sleeping THEN 1 ELSE 0 END, true)
-  FROM __SCHEMA__.dispatch_state WHERE id = 1;
+-- dispatch_state.sleeping to a sequence, and expires: its value is the time (unix seconds) until
+-- which an idle dispatcher asks writers to NOTIFY; 0 when none does. An idle dispatcher renews it
+-- with every heartbeat, so one that was killed while idle stops costing writers a NOTIFY (which
+-- serialises commits) a few seconds later, without another process to lower it.
+-- PL/pgSQL evaluates pg_sequence_last_value() as a plain function call, without starting a query
+-- on a table: the flag check no longer shows in the single-row INSERT rate (docs/performance.md).
+-- setval() is not transactional: a dispatcher's change is seen by the next write at once.
+CREATE SEQUENCE __SCHEMA__.dispatch_sleeping MINVALUE 0 START 0;
+SELECT setval('__SCHEMA__.dispatch_sleeping', 0, true);
 ALTER TABLE __SCHEMA__.dispatch_state DROP COLUMN sleeping;
 
 CREATE OR REPLACE FUNCTION __SCHEMA__.capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -27,7 +28,7 @@ BEGIN
   END IF;
   INSERT INTO __SCHEMA__.events (entity, table_schema, table_name, op, old_row, new_row, changed)
   VALUES (TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, o, n, ch);
-  IF pg_sequence_last_value('__SCHEMA__.dispatch_sleeping') = 1 THEN
+  IF pg_sequence_last_value('__SCHEMA__.dispatch_sleeping') > date_part('epoch', now()) THEN
     PERFORM pg_notify(__WAKE_CHANNEL__, '');
   END IF;
   RETURN NULL;
