@@ -22,6 +22,16 @@ function wrapQueryable(client: pg.PoolClient | pg.Pool): Queryable {
   };
 }
 
+/**
+ * A string as an SQL literal, the same text as `pg.escapeLiteral` (quotes doubled; with a
+ * backslash, an `E''` literal with backslashes doubled), built with native replaces instead of a
+ * loop over its characters: routing inlines JSON of a few hundred deliveries.
+ */
+function escapeLiteral(text: string): string {
+  const quoted = text.replaceAll("'", "''");
+  return text.includes("\\") ? ` E'${quoted.replaceAll("\\", "\\\\")}'` : `'${quoted}'`;
+}
+
 /** A value as an SQL literal, for statements sent through the simple query protocol. */
 export function sqlLiteral(value: unknown): string {
   if (value === null || value === undefined) return "NULL";
@@ -31,7 +41,7 @@ export function sqlLiteral(value: unknown): string {
     if (!Number.isFinite(value)) throw new TypeError(`not a finite number: ${value}`);
     return String(value);
   }
-  if (typeof value === "string") return pg.escapeLiteral(value);
+  if (typeof value === "string") return escapeLiteral(value);
   if (Array.isArray(value)) return `ARRAY[${value.map(sqlLiteral).join(", ")}]`;
   throw new TypeError(`no SQL literal for ${typeof value}`);
 }

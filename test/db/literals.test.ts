@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import pg from "pg";
 import { inlineParams, sqlLiteral } from "../../src/db/pg.js";
 import { openTestDatabase, TEST_DATABASE_URL } from "../helpers/db.js";
 
@@ -16,6 +17,11 @@ describe("statements with their parameters as literals", () => {
     assert.equal(sqlLiteral(["1", "2"]), "ARRAY['1', '2']");
     assert.throws(() => sqlLiteral(Number.NaN), /finite/);
     assert.throws(() => sqlLiteral({}), /no SQL literal/);
+  });
+
+  it("quotes strings exactly as pg.escapeLiteral does", () => {
+    const texts = ["", "plain", "'", "it''s", "\\", "a\\b'c", '{"x":"it\'s \\\\ fine"}', "é'\\\n\t"];
+    for (const text of texts) assert.equal(sqlLiteral(text), pg.escapeLiteral(text), JSON.stringify(text));
   });
 
   it("replaces $n, and only the parameters given", () => {
