@@ -592,9 +592,14 @@ export class Dispatcher {
     }
     await this.renewLeases();
     if (this.flagged && !this.stopping) {
-      await this.setSleeping(true).catch((error: unknown) => {
+      try {
+        await this.setSleeping(true);
+        // Lowered by the loop while this renewal was on its way: the renewal may have landed
+        // last, so lower it again rather than leave writes under load to NOTIFY until it expires.
+        if (!this.flagged) await this.setSleeping(false);
+      } catch (error) {
         if (channels.error.hasSubscribers) channels.error.publish({ error });
-      });
+      }
     }
   }
 
