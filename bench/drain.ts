@@ -8,7 +8,7 @@ import type { Database } from "../src/db/driver.js";
 import { type AttemptRecord, type ClaimedDelivery, channels } from "../src/delivery/dispatcher.js";
 import type { RetryDecision } from "../src/delivery/retry.js";
 import type { CpuProbe, CpuUse } from "./cpu.js";
-import { benchConfig, bulkInsertSql, DRAIN_OBSERVER, DRAIN_TABLE } from "./workload.js";
+import { analyzeQueue, benchConfig, bulkInsertSql, DRAIN_TABLE, queueDeliveries } from "./workload.js";
 
 /** Options of {@link drainRate}. */
 export interface DrainOptions {
@@ -89,7 +89,10 @@ export async function drainRate(options: DrainOptions): Promise<DrainResult> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await db.query(bulkInsertSql(DRAIN_TABLE), [deliveries]);
-    if (options.queued) await queueDeliveries(db);
+    if (options.queued) {
+      await queueDeliveries(db);
+      await analyzeQueue(db);
+    }
     const { rows } = await db.query<{ n: string }>(
       options.queued
         ? "SELECT count(*)::text AS n FROM fraiseql.deliveries WHERE status = 'pending'"
@@ -141,21 +144,4 @@ export async function drainRate(options: DrainOptions): Promise<DrainResult> {
     channels.attempt.unsubscribe(onAttempt);
     await app.close();
   }
-}
-
-/**
- * Routes every unrouted event in SQL into one pending delivery of the drain's observer, then
- * refreshes the statistics of both tables, as autovacuum would have after such a backlog built up.
- */
-async function queueDeliveries(db: Database): Promise<void> {
-  await db.query(
-    `WITH routed AS (
-       UPDATE fraiseql.events SET routed_at = now() WHERE routed_at IS NULL RETURNING id
-     )
-     INSERT INTO fraiseql.deliveries (id, event_id, observer, action_index, status)
-     SELECT gen_random_uuid(), id, $1, 0, 'pending' FROM routed`,
-    [DRAIN_OBSERVER],
-  );
-  await db.query("VACUUM ANALYZE fraiseql.events");
-  await db.query("VACUUM ANALYZE fraiseql.deliveries");
 }

@@ -12,7 +12,14 @@ import { deliveryStatuses, freshDatabase } from "./pipeline.js";
 import type { Receiver } from "./receiver-control.js";
 import { epochMs, log, number, sleep } from "./resources.js";
 import { residentBytes, spawnWorker, type WorkerProcess, writeConfig } from "./workers.js";
-import { bulkInsertSql, DRAIN_TABLE, workerConfig, workerToml } from "./workload.js";
+import {
+  analyzeQueue,
+  bulkInsertSql,
+  DRAIN_TABLE,
+  queueDeliveries,
+  workerConfig,
+  workerToml,
+} from "./workload.js";
 
 /** Options of {@link measureMemory}. */
 export interface MemoryOptions {
@@ -86,17 +93,10 @@ export async function measureMemory(options: MemoryOptions): Promise<MemoryResul
     for (let done = 0; done < deliveries; done += CHUNK) {
       const rows = Math.min(CHUNK, deliveries - done);
       await fresh.db.query(bulkInsertSql(DRAIN_TABLE), [rows]);
-      await fresh.db.query(
-        `WITH routed AS (
-           UPDATE fraiseql.events SET routed_at = now() WHERE routed_at IS NULL RETURNING id
-         )
-         INSERT INTO fraiseql.deliveries (id, event_id, observer, action_index, status)
-         SELECT gen_random_uuid(), id, 'bench_order_created', 0, 'pending' FROM routed`,
-      );
+      await queueDeliveries(fresh.db);
       if ((done / CHUNK) % 4 === 3) log(`memory: ${number.format(done + rows)} deliveries queued`);
     }
-    await fresh.db.query("VACUUM ANALYZE fraiseql.events");
-    await fresh.db.query("VACUUM ANALYZE fraiseql.deliveries");
+    await analyzeQueue(fresh.db);
     const setupSeconds = (epochMs() - setupStart) / 1000;
 
     const path = await writeConfig("memory", workerToml({ ...shape, databaseUrl: fresh.database.url }));

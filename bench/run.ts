@@ -78,7 +78,7 @@ import {
   type WorkerDrainResult,
 } from "./scaling.js";
 import { watchPaused } from "./workers.js";
-import { DRAIN_TABLE, prepareDatabase } from "./workload.js";
+import { emptyDrainTables, prepareDatabase } from "./workload.js";
 
 const DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test";
 const FIGURES = [
@@ -722,9 +722,7 @@ async function main(): Promise<void> {
       deliveries: settings.quick ? 200 : Math.max(1000, Math.round(drain.n / 10)),
     });
     await receiver.count(true);
-    await db.exec(
-      `TRUNCATE fraiseql.delivery_attempts, fraiseql.deliveries, fraiseql.events, public.${DRAIN_TABLE}`,
-    );
+    await emptyDrainTables(db);
     const result = await drainRate({ db, receiverUrl: receiver.url, deliveries: drain.n, cpu: cpuWith(db) });
     const received = await receiver.count(true);
     await closeTracked(db);
@@ -766,9 +764,7 @@ async function main(): Promise<void> {
     // the dispatcher claims, sends and settles them.
     log(`drain on pg: ${number.format(settings.queued)} deliveries queued (pending)`);
     const db = await openTracked(openPostgres(mainDb.url));
-    await db.exec(
-      `TRUNCATE fraiseql.delivery_attempts, fraiseql.deliveries, fraiseql.events, public.${DRAIN_TABLE}`,
-    );
+    await emptyDrainTables(db);
     const result = await drainRate({
       db,
       receiverUrl: receiver.url,

@@ -103,6 +103,34 @@ export function bulkInsertSql(table: string): string {
           SELECT 'user' || g || '@example.com', (g % 1000) + 0.99, 'pending' FROM generate_series(1, $1::int) AS g`;
 }
 
+/**
+ * Routes every unrouted event in SQL, as the dispatcher's routing would for the drain's observer:
+ * one pending delivery per event, the events marked routed. The deliveries then wait to be claimed.
+ */
+export async function queueDeliveries(db: Database): Promise<void> {
+  await db.query(
+    `WITH routed AS (
+       UPDATE fraiseql.events SET routed_at = now() WHERE routed_at IS NULL RETURNING id
+     )
+     INSERT INTO fraiseql.deliveries (id, event_id, observer, action_index, status)
+     SELECT gen_random_uuid(), id, $1, 0, 'pending' FROM routed`,
+    [DRAIN_OBSERVER],
+  );
+}
+
+/** The statistics of the outbox and the queue, as autovacuum would have them after a backlog built up. */
+export async function analyzeQueue(db: Database): Promise<void> {
+  await db.query("VACUUM ANALYZE fraiseql.events");
+  await db.query("VACUUM ANALYZE fraiseql.deliveries");
+}
+
+/** Empties the drain's table and the pipeline's tables, for the next drain on the same database. */
+export async function emptyDrainTables(db: Database): Promise<void> {
+  await db.exec(
+    `TRUNCATE fraiseql.delivery_attempts, fraiseql.deliveries, fraiseql.events, public.${DRAIN_TABLE}`,
+  );
+}
+
 /** One single-row INSERT (`$1` email, `$2` total, `$3` status). */
 export function singleInsertSql(table: string): string {
   return `INSERT INTO public.${table} (customer_email, total, status) VALUES ($1, $2, $3)`;

@@ -226,6 +226,8 @@ export class Dispatcher {
   private beating = false;
   /** Whether this dispatcher raised the idle flag (and renews it with each heartbeat). */
   private flagged = false;
+  /** The last write of the idle flag, settled (never rejected). */
+  private flagWrites: Promise<void> = Promise.resolve();
   /** Outcomes in the settle being written now. */
   private settling = 0;
   private flushing: Promise<void> | undefined;
@@ -337,7 +339,7 @@ export class Dispatcher {
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     await this.unlisten?.().catch(() => {});
     this.unlisten = undefined;
-    await this.setSleeping(false).catch(() => {});
+    await this.writeFlag().catch(() => {});
     await this.db
       .query(
         `UPDATE ${this.t.deliveries} SET status = 'pending', locked_by = NULL, locked_until = NULL, run_at = now()
@@ -362,8 +364,7 @@ export class Dispatcher {
         `SELECT EXISTS (SELECT 1 FROM ${this.t.events} WHERE routed_at IS NULL)
              OR EXISTS (SELECT 1 FROM ${this.t.deliveries} WHERE status IN ('pending', 'running', 'waiting')) AS busy`,
       );
-      if (!rows[0]?.busy && this.inflight.size === 0 && this.settleQueue.length === 0 && this.settling === 0)
-        return;
+      if (!rows[0]?.busy && this.inflight.size === 0 && this.unwritten() === 0) return;
       if (Date.now() > deadline) throw new Error(`dispatcher not idle after ${timeoutMs}ms`);
       this.wake();
       await new Promise((r) => setTimeout(r, 20));
@@ -381,7 +382,7 @@ export class Dispatcher {
     }
     // A dispatcher killed while idle leaves the flag up until it expires (seconds), and writes
     // NOTIFY meanwhile: lower it now (this one raises it when it goes idle).
-    await this.setSleeping(false).catch((error: unknown) => {
+    await this.writeFlag().catch((error: unknown) => {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     });
     // The last look found nothing: the next one, unless something woke the loop, starts with
@@ -437,7 +438,7 @@ export class Dispatcher {
         quiet = !busy;
         if (busy && this.flagged) {
           this.flagged = false;
-          await this.setSleeping(false);
+          await this.writeFlag();
         }
         if (this.wakeRequested) continue;
         if (routeLimit > 0 && routed === routeLimit) continue;
@@ -461,7 +462,7 @@ export class Dispatcher {
           // committed just before the flag was set is found by that look, not lost.
           this.flagged = true;
           quiet = false;
-          await this.setSleeping(true);
+          await this.writeFlag();
           continue;
         }
         await sleep(this.config.webhooks.dispatch.pollInterval, this.wakeSignal);
@@ -476,18 +477,24 @@ export class Dispatcher {
   }
 
   /**
-   * The flag the capture trigger reads (the sequence `dispatch_sleeping`): while some dispatcher
+   * Writes the flag the capture trigger reads, up if `flagged`, else down. The flag is the sequence `dispatch_sleeping`: while some dispatcher
    * is idle, the time (unix seconds) until which a write NOTIFYs it; 0 while dispatchers are
    * busy, so writes under load pay nothing. An idle dispatcher renews it with each heartbeat, so
    * it expires a few seconds after a dispatcher killed while idle. setval() is not transactional:
    * the next write sees it.
    */
-  private async setSleeping(sleeping: boolean): Promise<void> {
-    await this.db.query(
-      `SELECT setval('${this.t.schema}.dispatch_sleeping',
-                     CASE WHEN $1 THEN (date_part('epoch', now()) + $2)::bigint ELSE 0 END, true)`,
-      [sleeping, this.flagSeconds],
-    );
+  private writeFlag(): Promise<void> {
+    // Each write reads `flagged` when its turn comes, after the writes before it: the loop's and
+    // the heartbeat's writes land in order, and the last one says what is true now.
+    const write = this.flagWrites.then(async () => {
+      await this.db.query(
+        `SELECT setval('${this.t.schema}.dispatch_sleeping',
+                       CASE WHEN $1 THEN (date_part('epoch', now()) + $2)::bigint ELSE 0 END, true)`,
+        [this.flagged, this.flagSeconds],
+      );
+    });
+    this.flagWrites = write.catch(() => {});
+    return write;
   }
 
   /** One cheap look: is any event waiting to be routed, or any delivery due? */
@@ -592,14 +599,9 @@ export class Dispatcher {
     }
     await this.renewLeases();
     if (this.flagged && !this.stopping) {
-      try {
-        await this.setSleeping(true);
-        // Lowered by the loop while this renewal was on its way: the renewal may have landed
-        // last, so lower it again rather than leave writes under load to NOTIFY until it expires.
-        if (!this.flagged) await this.setSleeping(false);
-      } catch (error) {
+      await this.writeFlag().catch((error: unknown) => {
         if (channels.error.hasSubscribers) channels.error.publish({ error });
-      }
+      });
     }
   }
 
@@ -624,7 +626,7 @@ export class Dispatcher {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.inflight.size === 0 && this.settleQueue.length === 0 && this.settling === 0) return;
+    if (this.inflight.size === 0 && this.unwritten() === 0) return;
     try {
       await this.db.query(
         `UPDATE ${this.t.deliveries} SET locked_until = now() + $2 * interval '1 millisecond'
@@ -991,7 +993,7 @@ export class Dispatcher {
     // The slot is free once the outcome is queued: the delivery stays leased (running) until the
     // settle that writes it commits, so a crash before then sends it again (at least once). While
     // outcomes wait for their write faster than settles write them, the slot waits for the write.
-    if (this.settleQueue.length + this.settling > this.concurrency) await written;
+    if (this.unwritten() > this.concurrency) await written;
   }
 
   /**
@@ -1027,6 +1029,11 @@ export class Dispatcher {
     if (o.kind !== "http" || o.status !== 429) return;
     const now = Date.now();
     this.limiter.pause(new URL(url).origin, now + (o.retryAfterMs ?? 1000), now);
+  }
+
+  /** Outcomes not written yet: queued for the next settle, or in the one being written. */
+  private unwritten(): number {
+    return this.settleQueue.length + this.settling;
   }
 
   /** Writes every queued outcome in one transaction; concurrent callers share one flush. */
@@ -1078,8 +1085,7 @@ export class Dispatcher {
     // The history and the successes are one statement; when that is all there is to write (no
     // retry, no dead letter, no DLQ entry to resolve, no chain to release) it needs no
     // transaction of its own.
-    // `returning`: whether the caller reads the rows marked succeeded (a plain batch does not).
-    const writeDone = async (q: Queryable, returning = true) => {
+    const writeDone = async (q: Queryable) => {
       if (done.length === 0) {
         await q.query(insertHistory, [history]);
         return [];
@@ -1091,7 +1097,7 @@ export class Dispatcher {
                 locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
            FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, status int)
           WHERE d.id = x.id AND d.locked_by = $3 AND d.status = 'running'
-         ${returning ? "RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed" : ""}`,
+         RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed`,
         [
           history,
           JSON.stringify(
@@ -1108,7 +1114,7 @@ export class Dispatcher {
       !this.hasChains &&
       !done.some((s) => s.record.delivery.replayed);
     if (simple) {
-      await writeDone(this.db, false);
+      await writeDone(this.db);
       this.afterSettle(batch, retry);
       return;
     }

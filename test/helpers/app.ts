@@ -7,6 +7,25 @@ import type { HttpSender } from "../../src/delivery/http.js";
 import { MockWebhookServer, type MockWebhookServerOptions } from "../../src/testing/index.js";
 import { openTestDatabase, type TestDatabase } from "./db.js";
 
+/**
+ * The start of a pipeline test's configuration: an `Order` entity (`id`, `total`) and the
+ * observer `on_order_created`, whose one action POSTs each new order to `${RECEIVER}/orders`.
+ * Suites append the action's other keys (a `body`) and their own tables.
+ */
+export const ORDER_TOML = `[[entities]]
+name = "Order"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_order_created"
+entity = "Order"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/orders"
+`;
+
 /** Resolves a TOML text the way `fraiseql` does at startup, with the given environment. */
 export function configFrom(toml: string, env: Record<string, string> = {}): ResolvedConfig {
   return parseConfig(toml, { file: "test.toml", env: { ...env } });

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually, startTestService } from "../helpers/app.js";
+import { eventually, ORDER_TOML, startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 
@@ -26,19 +26,7 @@ describe("a DLQ backend that is down when a delivery fails", { skip }, () => {
     service = await startTestService(
       db,
       `
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "\${RECEIVER}/orders"
-body = { order_id = "{{ id }}" }
+${ORDER_TOML}body = { order_id = "{{ id }}" }
 
 [webhooks.dispatch]
 poll_interval = "20ms"

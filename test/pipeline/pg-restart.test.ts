@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually, startTestService } from "../helpers/app.js";
+import { eventually, ORDER_TOML, startTestService } from "../helpers/app.js";
 import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
 
 // Restarting the server needs the local cluster's control command and the rights to use it
@@ -29,19 +29,7 @@ function restartPostgres(): void {
 }
 
 const TOML = `
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "\${RECEIVER}/orders"
-body = { order_id = "{{ id }}" }
+${ORDER_TOML}body = { order_id = "{{ id }}" }
 
 [webhooks.dispatch]
 poll_interval = "20ms"

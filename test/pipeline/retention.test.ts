@@ -2,22 +2,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { internalTables } from "../../src/db/tables.js";
 import { pruneOnce } from "../../src/delivery/retention.js";
-import { usePipeline } from "../helpers/app.js";
+import { ORDER_TOML, usePipeline } from "../helpers/app.js";
 
 const TOML = `
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "\${RECEIVER}/orders"
-
+${ORDER_TOML}
 [webhooks.retry]
 max_attempts = 1
 

@@ -2,23 +2,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { openPglite } from "../../src/db/pglite.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually, startTestService, usePipeline } from "../helpers/app.js";
+import { eventually, ORDER_TOML, startTestService, usePipeline } from "../helpers/app.js";
 import { openTestDatabase, TEST_DATABASE_URL } from "../helpers/db.js";
 
 const TOML = `
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "\${RECEIVER}/orders"
-body = { order_id = "{{ id }}" }
+${ORDER_TOML}body = { order_id = "{{ id }}" }
 
 [webhooks.dispatch]
 concurrency = 2

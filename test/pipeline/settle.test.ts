@@ -1,23 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pg from "pg";
-import { eventually, usePipeline } from "../helpers/app.js";
+import { eventually, ORDER_TOML, usePipeline } from "../helpers/app.js";
 import { TEST_DATABASE_URL } from "../helpers/db.js";
 
 const TOML = `
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "\${RECEIVER}/orders"
-
+${ORDER_TOML}
 [webhooks.dispatch]
 concurrency = 1
 poll_interval = "20ms"

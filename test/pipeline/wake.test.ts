@@ -1,23 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { wakeChannel } from "../../src/db/migrate.js";
-import { eventually, usePipeline } from "../helpers/app.js";
+import { eventually, ORDER_TOML, usePipeline } from "../helpers/app.js";
 
 // A poll interval far longer than the test's timeout: only the NOTIFY can deliver in time.
 const TOML = `
-[[entities]]
-name = "Order"
-[entities.fields]
-id = "ID"
-total = "Float"
-
-[[observers]]
-name = "on_order_created"
-entity = "Order"
-event = "INSERT"
-[[observers.actions]]
-url = "\${RECEIVER}/orders"
-
+${ORDER_TOML}
 [webhooks.dispatch]
 poll_interval = "1h"
 `;
