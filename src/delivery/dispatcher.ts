@@ -4,6 +4,8 @@ import { hostname } from "node:os";
 import {
   type CapturedEvent,
   type EventRow,
+  capturedEvent,
+  eventTimeSql,
   toCapturedEvent,
   unroutedEventsStatement,
 } from "../capture/outbox.js";
@@ -46,6 +48,8 @@ const IDLE_SPIN_MS = 100;
 const IDLE_POLL_MS = 2;
 /** Without a backlog or a claim asked for, the loop looks for queued deliveries this often, ms (other processes' retries and replays). */
 const CLAIM_INTERVAL_MS = 100;
+/** The claimed event's time, formatted by the server (see `eventTimeSql`). */
+const EVENT_TIME = eventTimeSql("e.created_at");
 /** Dead processes (and expired leases) are looked for at least this often, ms. */
 const RECLAIM_INTERVAL_MS = 1_000;
 
@@ -151,7 +155,7 @@ interface ClaimRow {
   new_row: Record<string, unknown> | null;
   changed: string[] | null;
   txid: string;
-  created_at: Date | string;
+  created_at: string | Date;
 }
 
 /**
@@ -831,7 +835,7 @@ export class Dispatcher {
                    d.replayed_at IS NOT NULL AS replayed
        )
        SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
-              e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
+              e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, ${EVENT_TIME} AS created_at
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
     );
@@ -925,7 +929,7 @@ export class Dispatcher {
                      d.replayed_at IS NOT NULL AS replayed
          )
          SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
-                e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, e.created_at
+                e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, ${EVENT_TIME} AS created_at
            FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id ORDER BY c.event_id`,
         [batchId, this.workerId, this.leaseMs, ...params],
       );
@@ -1388,15 +1392,16 @@ export class Dispatcher {
 }
 
 function claimedFromRow(row: ClaimRow): ClaimedDelivery {
+  const eventId = String(row.event_id);
   return {
     id: row.id,
-    eventId: String(row.event_id),
+    eventId,
     observer: row.observer,
     actionIndex: row.action_index,
     attempt: row.attempts,
     attemptBase: row.attempt_base,
     replayed: row.replayed,
-    event: toCapturedEvent({ ...row, id: row.event_id }),
+    event: capturedEvent(eventId, row),
   };
 }
 
