@@ -3,8 +3,8 @@ import diagnostics from "node:diagnostics_channel";
 import { hostname } from "node:os";
 import {
   type CapturedEvent,
-  type EventRow,
   capturedEvent,
+  type EventRow,
   eventTimeSql,
   toCapturedEvent,
   unroutedEventsStatement,
@@ -947,8 +947,12 @@ export class Dispatcher {
     const first = members[0] as ClaimedDelivery;
     const observer = this.registry.byName.get(first.observer);
     const action = observer?.actions[first.actionIndex];
-    const attempt = Math.max(...members.map((m) => m.attempt));
-    const base = Math.max(...members.map((m) => m.attemptBase));
+    let attempt = first.attempt;
+    let base = first.attemptBase;
+    for (const m of members) {
+      if (m.attempt > attempt) attempt = m.attempt;
+      if (m.attemptBase > base) base = m.attemptBase;
+    }
     let request: RenderedRequest | undefined;
     let headers: Record<string, string> | undefined;
     let result: HttpResult;
@@ -967,8 +971,8 @@ export class Dispatcher {
                 action,
                 startedAt.toISOString(),
               );
-        const ids = members.map((m) => m.id);
-        if (!(await this.throttle(request.url, ids))) return;
+        // Without a rate limit there is nothing to wait for: no await (a microtask per attempt).
+        if (this.limiter && !(await this.throttle(request.url, members))) return;
         headers = attemptHeaders(request, batchId ?? first.id, attempt, this.config.webhooks.signing);
         result = await this.sender.send({
           url: request.url,
@@ -1005,7 +1009,7 @@ export class Dispatcher {
    * the delivery: its token is given back and the delivery returns to the queue, due when the
    * bucket will have room (the attempt it was claimed for is not counted). Returns false then.
    */
-  private async throttle(url: string, ids: readonly string[]): Promise<boolean> {
+  private async throttle(url: string, members: readonly ClaimedDelivery[]): Promise<boolean> {
     if (!this.limiter) return true;
     const origin = new URL(url).origin;
     const wait = this.limiter.reserve(origin, Date.now());
@@ -1020,7 +1024,7 @@ export class Dispatcher {
           SET status = 'pending', run_at = now() + $3 * interval '1 millisecond', attempts = attempts - 1,
               locked_by = NULL, locked_until = NULL, updated_at = now()
         WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'running'`,
-      [ids, this.workerId, wait],
+      [members.map((m) => m.id), this.workerId, wait],
     );
     this.scheduleWake(wait);
     return false;
