@@ -239,8 +239,10 @@ class ResponseHandler {
   }
 
   onHeaders(status: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    // An informational answer (103 Early Hints) comes before the real one.
+    if (status < 200) return true;
     this.status = status;
-    if ((status < 200 || status >= 300) && rawHeaders) {
+    if (status >= 300 && rawHeaders) {
       for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
         if (String(rawHeaders[i]).toLowerCase() === "retry-after") {
           this.retryAfter = String(rawHeaders[i + 1]);

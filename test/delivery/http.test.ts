@@ -93,6 +93,24 @@ describe("the undici sender", () => {
     assert.deepEqual((await sender.send(attempt("/plain"))).outcome, { kind: "http", status: 500 });
   });
 
+  it("waits past an informational answer (103 Early Hints) for the real one", async () => {
+    routes.set("/hints", (_req, res) => {
+      res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
+      setTimeout(() => res.writeHead(202).end("later"), 20);
+    });
+    const result = await sender.send(attempt("/hints"));
+    assert.deepEqual(result.outcome, { kind: "success", status: 202 });
+    assert.equal(result.excerpt, "later");
+
+    // Headers of the informational answer are not the real answer's.
+    routes.set("/hints-then-500", (_req, res) => {
+      res.writeEarlyHints({ link: "</a.css>; rel=preload", "retry-after": "9" });
+      setTimeout(() => res.writeHead(500).end(), 20);
+    });
+    const failed = await sender.send(attempt("/hints-then-500"));
+    assert.deepEqual(failed.outcome, { kind: "http", status: 500 });
+  });
+
   it("does not follow a redirect: a 3xx is the receiver's answer", async () => {
     let followed = false;
     routes.set("/moved", (_req, res) => res.writeHead(302, { Location: "/target" }).end());
