@@ -170,9 +170,10 @@ export async function listDeliveries(
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * One delivery with its attempts, by id or by an unambiguous id prefix (8 characters or more,
- * as `X-FraiseQL-Delivery` shows it). Undefined when none matches.
- * @throws FraiseqlError FQL_USAGE for a prefix that is too short or matches several deliveries.
+ * One delivery with its attempts, by id or by an unambiguous start or end of it (8 characters or
+ * more, as `X-FraiseQL-Delivery` shows it). Ids begin with their event's time, so deliveries of
+ * one moment share their first characters and differ in their last. Undefined when none matches.
+ * @throws FraiseqlError FQL_USAGE for a part that is too short or matches several deliveries.
  */
 export async function getDelivery(
   db: Queryable,
@@ -195,12 +196,12 @@ export async function getDelivery(
     }
     ({ rows } = await db.query<DeliveryRow>(
       `${SELECT_DELIVERY} FROM ${t.deliveries} d LEFT JOIN ${t.events} e ON e.id = d.event_id
-        WHERE d.id::text LIKE $1 ORDER BY d.created_at DESC LIMIT 5`,
-      [`${wanted}%`],
+        WHERE d.id::text LIKE $1 OR d.id::text LIKE $2 ORDER BY d.created_at DESC LIMIT 5`,
+      [`${wanted}%`, `%${wanted}`],
     ));
     if (rows.length > 1) {
       throw new FraiseqlError("FQL_USAGE", `"${id}" matches several deliveries`, {
-        hint: `Give more characters: ${rows.map((r) => r.id).join(", ")}`,
+        hint: `Give more characters, or the id's last 12 (they tell deliveries of one moment apart): ${rows.map((r) => r.id).join(", ")}`,
       });
     }
   }
