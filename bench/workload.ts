@@ -5,10 +5,12 @@
  */
 
 import { openFraiseql } from "../src/app.js";
+import { eventTimeSql } from "../src/capture/outbox.js";
 import { captureTriggerInstalled } from "../src/capture/triggers.js";
 import { parseConfig } from "../src/config/load.js";
 import type { ResolvedConfig } from "../src/config/types.js";
 import type { Database } from "../src/db/driver.js";
+import { deliveryId } from "../src/observers/runtime.js";
 
 /** Signing secret shared by the sender and (unused) the receiver. */
 export const BENCH_SECRET = "bench-secret-0123456789abcdef";
@@ -105,17 +107,42 @@ export function bulkInsertSql(table: string): string {
 
 /**
  * Routes every unrouted event in SQL, as the dispatcher's routing would for the drain's observer:
- * one pending delivery per event, the events marked routed. The deliveries then wait to be claimed.
+ * one pending delivery per event, with the id routing would give it (`deliveryId`: a version 7
+ * UUID of the capture time's milliseconds, the event id as a counter, and the SHA-256 of
+ * installation, event, observer and action), the events marked routed. The deliveries then wait to be claimed. One id is
+ * checked against `deliveryId`, so the queue looks to PostgreSQL as the product's would.
  */
 export async function queueDeliveries(db: Database): Promise<void> {
   await db.query(
     `WITH routed AS (
-       UPDATE fraiseql.events SET routed_at = now() WHERE routed_at IS NULL RETURNING id
+       UPDATE fraiseql.events SET routed_at = now() WHERE routed_at IS NULL RETURNING id, created_at
+     ), hashed AS (
+       SELECT r.id, r.created_at,
+              sha256(convert_to(s.instance_id::text, 'UTF8') || '\\x00'::bytea || convert_to(r.id::text, 'UTF8')
+                     || '\\x00'::bytea || convert_to($1, 'UTF8') || '\\x00'::bytea || convert_to('0', 'UTF8')) AS h
+         FROM routed r CROSS JOIN fraiseql.dispatch_state s
      )
      INSERT INTO fraiseql.deliveries (id, event_id, observer, action_index, status)
-     SELECT gen_random_uuid(), id, $1, 0, 'pending' FROM routed`,
+     SELECT encode(
+              substring(int8send(floor(extract(epoch FROM created_at) * 1000)::bigint) FROM 3 FOR 6)
+                || substring(int4send((((id % 1073741824)::int >> 18) | 28672)::int) FROM 3 FOR 2)
+                || substring(int4send(((((id % 1073741824)::int & 262143) << 4) | (get_byte(h, 10) & 15)
+                                       | 8388608)::int) FROM 2 FOR 3)
+                || substring(h FROM 12 FOR 5), 'hex')::uuid,
+            id, $1, 0, 'pending'
+       FROM hashed`,
     [DRAIN_OBSERVER],
   );
+  const { rows } = await db.query<{ id: string; event_id: string; captured: string; instance: string }>(
+    `SELECT d.id::text, d.event_id::text, ${eventTimeSql("e.created_at")} AS captured, s.instance_id::text AS instance
+       FROM fraiseql.deliveries d JOIN fraiseql.events e ON e.id = d.event_id CROSS JOIN fraiseql.dispatch_state s
+      ORDER BY d.event_id LIMIT 1`,
+  );
+  const row = rows[0];
+  if (row) {
+    const expected = deliveryId(row.instance, row.event_id, Date.parse(row.captured), DRAIN_OBSERVER, 0);
+    if (row.id !== expected) throw new Error(`queued delivery id ${row.id}, routing would give ${expected}`);
+  }
 }
 
 /** The statistics of the outbox and the queue, as autovacuum would have them after a backlog built up. */
