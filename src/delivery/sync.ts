@@ -52,7 +52,7 @@ export async function waitForMutationDeliveries(
     }>(
       `SELECT e.routed_at IS NOT NULL AS routed, d.id, d.observer, d.action_index, d.status, d.attempts,
               d.last_status, d.reason
-         FROM ${t.events} e LEFT JOIN ${t.deliveries} d ON d.event_id = e.id
+         FROM ${t.events} e LEFT JOIN LATERAL ${t.schema}.event_deliveries(e.id, e.created_at) d ON true
         WHERE e.txid = $1::bigint AND e.entity = $2 AND coalesce(e.new_row, e.old_row) ->> $3 = $4
         ORDER BY e.id, d.observer, d.action_index`,
       [change.txid, entity.name, key, change.id],
