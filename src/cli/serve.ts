@@ -82,6 +82,8 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
       const schema = buildSchema(config.entities, {
         db: app.db,
         columns,
+        // A synchronous mutation's wait finds its event among those after this bound.
+        ...(config.webhooks.dispatch.async ? {} : { outboxSequence: `${tables.schema}.events_id_seq` }),
         afterMutation: async (change) => {
           app.dispatcher.wake();
           if (config.webhooks.dispatch.async) return undefined;

@@ -26,13 +26,15 @@ const FINISHED = new Set(["succeeded", "dead"]);
 /**
  * Waits until every delivery of the event a mutation produced has finished (succeeded or
  * dead-lettered), or `timeoutMs` passes. The event is found by transaction id, entity and row
- * key; its routing and sending happen in the dispatcher as usual (in this or another process).
+ * key, among the events after `outboxBefore` (an index range; without it, the whole outbox is
+ * read on every look); its routing and sending happen in the dispatcher as usual (in this or
+ * another process).
  */
 export async function waitForMutationDeliveries(
   db: Queryable,
   t: InternalTables,
   entity: EntityModel,
-  change: { txid: string; id: string },
+  change: { txid: string; id: string; outboxBefore?: string | undefined },
   timeoutMs: number,
   wake: () => void,
 ): Promise<SyncWaitResult> {
@@ -53,9 +55,10 @@ export async function waitForMutationDeliveries(
       `SELECT e.routed_at IS NOT NULL AS routed, d.id, d.observer, d.action_index, d.status, d.attempts,
               d.last_status, d.reason
          FROM ${t.events} e LEFT JOIN LATERAL ${t.schema}.event_deliveries(e.id, e.created_at) d ON true
-        WHERE e.txid = $1::bigint AND e.entity = $2 AND coalesce(e.new_row, e.old_row) ->> $3 = $4
+        WHERE e.id > $5::bigint AND e.txid = $1::bigint AND e.entity = $2
+          AND coalesce(e.new_row, e.old_row) ->> $3 = $4
         ORDER BY e.id, d.observer, d.action_index`,
-      [change.txid, entity.name, key, change.id],
+      [change.txid, entity.name, key, change.id, change.outboxBefore ?? "0"],
     );
     const routed = rows.length > 0 && rows.every((r) => r.routed);
     const deliveries: DeliveryOutcome[] = rows

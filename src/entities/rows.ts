@@ -14,11 +14,39 @@ export interface WrittenRow {
   /** `txid_current()` of the writing transaction, as text: the outbox's `txid` for this change. */
   readonly txid: string;
   readonly op: EventKind;
+  /**
+   * With {@link WriteOptions.outboxSequence}: the last outbox event id handed out before this
+   * write's change was captured, as text ("0" when none ever was). The change's own event has a
+   * larger id, so it is found with an index range instead of a scan of the whole outbox.
+   */
+  readonly outboxBefore?: string;
+}
+
+/** Options of {@link insertRow}, {@link updateRow} and {@link deleteRow}. */
+export interface WriteOptions {
+  /** Columns of the table, as `introspectTable` returns them: only those are read back. */
+  readonly columns?: TableColumns | undefined;
+  /**
+   * The outbox's id sequence (`"fraiseql".events_id_seq`): its last value is read in the same
+   * statement (before the AFTER ROW capture trigger takes the next one) into `outboxBefore`.
+   */
+  readonly outboxSequence?: string | undefined;
 }
 
 // Read in the same statement as the write, so the caller learns the transaction id without a
-// second round trip. The name is unlikely to clash with a user column.
+// second round trip. The names are unlikely to clash with a user column.
 const TXID_ALIAS = "__fraiseql_txid";
+const OUTBOX_ALIAS = "__fraiseql_outbox_before";
+
+/** What a write reads back besides the row: the transaction id, and the outbox's position. */
+function returning(entity: EntityModel, options: WriteOptions): string {
+  let list = `RETURNING ${selectList(entity, options.columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+  if (options.outboxSequence !== undefined) {
+    const name = `'${options.outboxSequence.replaceAll("'", "''")}'`;
+    list += `, coalesce(pg_sequence_last_value(${name}::regclass), 0)::text AS ${OUTBOX_ALIAS}`;
+  }
+  return list;
+}
 
 /** Column values to write, keyed by column name; values are already in driver form. */
 export type ColumnValues = ReadonlyMap<string, unknown>;
@@ -36,7 +64,10 @@ function selectList(entity: EntityModel, columns: TableColumns | undefined): str
 function written(op: EventKind, entity: EntityModel, row: EntityRow): WrittenRow {
   const txid = String(row[TXID_ALIAS]);
   delete row[TXID_ALIAS];
-  return { row, id: String(row[keyColumn(entity)]), txid, op };
+  const before = row[OUTBOX_ALIAS];
+  if (before === undefined) return { row, id: String(row[keyColumn(entity)]), txid, op };
+  delete row[OUTBOX_ALIAS];
+  return { row, id: String(row[keyColumn(entity)]), txid, op, outboxBefore: String(before) };
 }
 
 /** `INSERT ... RETURNING`: one statement, committed by itself unless `db` is a transaction. */
@@ -44,15 +75,15 @@ export async function insertRow(
   db: Queryable,
   entity: EntityModel,
   values: ColumnValues,
-  columns?: TableColumns,
+  options: WriteOptions = {},
 ): Promise<WrittenRow> {
   const names = [...values.keys()];
   const target = qualifiedTable(entity);
-  const returning = `RETURNING ${selectList(entity, columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+  const back = returning(entity, options);
   const sql =
     names.length === 0
-      ? `INSERT INTO ${target} DEFAULT VALUES ${returning}`
-      : `INSERT INTO ${target} (${names.map(ident).join(", ")}) VALUES (${names.map((_, i) => `$${i + 1}`).join(", ")}) ${returning}`;
+      ? `INSERT INTO ${target} DEFAULT VALUES ${back}`
+      : `INSERT INTO ${target} (${names.map(ident).join(", ")}) VALUES (${names.map((_, i) => `$${i + 1}`).join(", ")}) ${back}`;
   const { rows } = await db.query<EntityRow>(sql, [...values.values()]);
   return written("INSERT", entity, rows[0]!);
 }
@@ -63,13 +94,13 @@ export async function updateRow(
   entity: EntityModel,
   id: string,
   values: ColumnValues,
-  columns?: TableColumns,
+  options: WriteOptions = {},
 ): Promise<WrittenRow | undefined> {
   const names = [...values.keys()];
   const sets = names.map((n, i) => `${ident(n)} = $${i + 1}`).join(", ");
   const sql =
-    `UPDATE ${qualifiedTable(entity)} SET ${sets} WHERE ${ident(keyColumn(entity))} = $${names.length + 1}` +
-    ` RETURNING ${selectList(entity, columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+    `UPDATE ${qualifiedTable(entity)} SET ${sets} WHERE ${ident(keyColumn(entity))} = $${names.length + 1} ` +
+    returning(entity, options);
   const { rows } = await db.query<EntityRow>(sql, [...values.values(), id]);
   return rows[0] === undefined ? undefined : written("UPDATE", entity, rows[0]);
 }
@@ -79,11 +110,9 @@ export async function deleteRow(
   db: Queryable,
   entity: EntityModel,
   id: string,
-  columns?: TableColumns,
+  options: WriteOptions = {},
 ): Promise<WrittenRow | undefined> {
-  const sql =
-    `DELETE FROM ${qualifiedTable(entity)} WHERE ${ident(keyColumn(entity))} = $1` +
-    ` RETURNING ${selectList(entity, columns)}, txid_current()::text AS ${TXID_ALIAS}`;
+  const sql = `DELETE FROM ${qualifiedTable(entity)} WHERE ${ident(keyColumn(entity))} = $1 ${returning(entity, options)}`;
   const { rows } = await db.query<EntityRow>(sql, [id]);
   return rows[0] === undefined ? undefined : written("DELETE", entity, rows[0]);
 }

@@ -41,6 +41,11 @@ export interface MutationChange {
   readonly id: string;
   /** `txid_current()` of the transaction that wrote it, as text (the outbox's `txid`). */
   readonly txid: string;
+  /**
+   * With {@link GraphqlOptions.outboxSequence}: the last outbox event id handed out before the
+   * change was captured (its event's id is larger), as text.
+   */
+  readonly outboxBefore?: string;
 }
 
 /** Options of {@link buildSchema}. */
@@ -64,6 +69,11 @@ export interface GraphqlOptions {
   columns?: ReadonlyMap<string, TableColumns | undefined>;
   /** Largest `limit` a list query honours; larger values are capped. (Default: 1000) */
   maxLimit?: number;
+  /**
+   * The outbox's id sequence (`"fraiseql".events_id_seq`): each write then reads its last value
+   * in the same statement, and `afterMutation` gets it as `outboxBefore`. (Default: none)
+   */
+  outboxSequence?: string;
   /** Receives errors that are not the client's fault (database down, bugs), for logging. (Default: none) */
   onError?: (err: unknown, where: { entity: string; operation: string }) => void;
 }
@@ -342,6 +352,7 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
           op: written.op,
           id: written.id,
           txid: written.txid,
+          ...(written.outboxBefore === undefined ? {} : { outboxBefore: written.outboxBefore }),
         };
         try {
           const result = await options.afterMutation(change);
@@ -355,6 +366,7 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
     };
 
     const idArg = { id: { type: new GraphQLNonNull(GraphQLID) } };
+    const writeOptions = { columns: p.columns, outboxSequence: options.outboxSequence };
 
     const create: GraphQLFieldConfig<unknown, GraphqlContext, { input: Record<string, unknown> }> = {
       type: new GraphQLNonNull(type),
@@ -362,7 +374,7 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
       args: { input: { type: new GraphQLNonNull(inputs.create) } },
       resolve: async (_root, args, ctx) => {
         const written = await run(p.names.create, () =>
-          insertRow(db, entity, columnValues(p, args.input, false), p.columns),
+          insertRow(db, entity, columnValues(p, args.input, false), writeOptions),
         );
         return committed(written, ctx);
       },
@@ -379,7 +391,7 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
         const values = columnValues(p, args.input, true);
         if (values.size === 0)
           return (await run(p.names.update, () => getRow(db, entity, args.id, p.columns))) ?? null;
-        const written = await run(p.names.update, () => updateRow(db, entity, args.id, values, p.columns));
+        const written = await run(p.names.update, () => updateRow(db, entity, args.id, values, writeOptions));
         return committed(written, ctx);
       },
     };
@@ -388,7 +400,7 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
       description: `Deletes one ${entity.name} and returns it; null when no row has that id.`,
       args: idArg,
       resolve: async (_root, args, ctx) => {
-        const written = await run(p.names.delete, () => deleteRow(db, entity, args.id, p.columns));
+        const written = await run(p.names.delete, () => deleteRow(db, entity, args.id, writeOptions));
         return committed(written, ctx);
       },
     };

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
+import { deleteRow, insertRow, updateRow } from "../../src/entities/rows.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { gql, startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -86,6 +87,34 @@ describe("dispatch modes", () => {
       assert.equal(deliveries[0].status, "succeeded");
       assert.equal(deliveries[0].lastStatus, 200);
       assert.equal(deliveries[0].id, mock.calls[0]!.deliveryId);
+    });
+
+    it("a write reads the outbox's position before its change is captured: the wait looks only after it", async () => {
+      const entity = service.app.config.entities[0]!;
+      const outboxSequence = '"fq_sync".events_id_seq';
+      const last = async () =>
+        (await db.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM fq_sync.events"))
+          .rows[0]!.id;
+      const before = await last();
+      const inserted = await insertRow(db, entity, new Map([["total", 5]]), { outboxSequence });
+      assert.equal(inserted.outboxBefore, before);
+      const { rows } = await db.query<{ id: string }>(
+        "SELECT id::text FROM fq_sync.events WHERE txid = $1::bigint",
+        [inserted.txid],
+      );
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        [String(BigInt(before) + 1n)],
+        "the change's event comes right after",
+      );
+      // No capture on update and delete here (the observer watches INSERT): the bound is read all the same.
+      const updated = await updateRow(db, entity, inserted.id, new Map([["total", 6]]), { outboxSequence });
+      assert.equal(updated?.outboxBefore, await last());
+      const deleted = await deleteRow(db, entity, inserted.id, { outboxSequence });
+      assert.equal(deleted?.outboxBefore, await last());
+      assert.equal((await insertRow(db, entity, new Map([["total", 7]]))).outboxBefore, undefined);
+      // The two inserts are delivered; let them finish before the next test scripts the receiver.
+      await service.app.dispatcher.waitForIdle();
     });
 
     it("a failed webhook does not undo the committed write", async () => {
