@@ -69,6 +69,8 @@ describe("an event's deliveries, found through the primary key (migration 005)",
       ["2026-11-29 02:06:08.368+00", 2 ** 32 + 2 ** 30 - 1],
       ["2026-11-29 02:06:08.368+00", 7 * 2 ** 30],
       ["9999-12-31 23:59:59.999+00", 2 ** 31 + 262_143],
+      // Past 2^53, where a JavaScript number is no longer exact.
+      ["2026-11-29 02:06:08.368+00", "9223372036854775000"],
     ] as const) {
       const { rows } = await db.query<{ id: string; captured: string }>(
         `INSERT INTO fraiseql.events (id, entity, table_schema, table_name, op, new_row, created_at)
