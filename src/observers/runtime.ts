@@ -135,7 +135,7 @@ export function deliveryId(
   // The outbox's ids are bigints: exact past 2^53 too, as fraiseql.event_delivery_id_bound computes it.
   const seq = Number(eventId);
   const counter = Number.isSafeInteger(seq)
-    ? (seq > 0 ? seq : 0) % 0x4000_0000
+    ? Math.max(seq, 0) % 0x4000_0000
     : /^\d+$/.test(eventId)
       ? Number(BigInt(eventId) % 0x4000_0000n)
       : 0;
