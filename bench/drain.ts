@@ -6,6 +6,7 @@
 import { openFraiseql } from "../src/app.js";
 import type { Database } from "../src/db/driver.js";
 import { type AttemptRecord, type ClaimedDelivery, channels } from "../src/delivery/dispatcher.js";
+import type { HttpSender } from "../src/delivery/http.js";
 import type { RetryDecision } from "../src/delivery/retry.js";
 import type { CpuProbe, CpuUse } from "./cpu.js";
 import { analyzeQueue, benchConfig, bulkInsertSql, DRAIN_TABLE, queueDeliveries } from "./workload.js";
@@ -27,6 +28,25 @@ export interface DrainOptions {
    * deliveries through its claims instead of routing a backlog of changes. (Default: false)
    */
   readonly queued?: boolean;
+  /** Sends through this instead of HTTP (see {@link instantSender}). (Default: the undici sender) */
+  readonly sender?: HttpSender;
+}
+
+/**
+ * A sender that answers 200 on the next turn of the event loop, without a request: the drain
+ * then measures what the pipeline costs besides HTTP (claims, settles, rendering, signing).
+ */
+export function instantSender(): HttpSender {
+  const answer = {
+    outcome: { kind: "success", status: 200 },
+    excerpt: "",
+    error: undefined,
+    durationMs: 0,
+  } as const;
+  return {
+    send: () => new Promise((resolve) => setImmediate(resolve, answer)),
+    close: async () => {},
+  };
 }
 
 /** What one drain measured. */
@@ -54,7 +74,7 @@ export interface DrainResult {
 export async function drainRate(options: DrainOptions): Promise<DrainResult> {
   const { db, deliveries } = options;
   const config = benchConfig(options.receiverUrl);
-  const app = await openFraiseql(config, { db });
+  const app = await openFraiseql(config, { db, ...(options.sender ? { sender: options.sender } : {}) });
   let routed = 0;
   let succeeded = 0;
   let failed = 0;

@@ -52,7 +52,7 @@ import { openPostgres } from "../src/db/pg.js";
 import { openPglite } from "../src/db/pglite.js";
 import { CpuProbe, type CpuUse, describeCpu, mergeCpu, otherCpu } from "./cpu.js";
 import { backendPids, connectServer, type DatabaseServer, redactUrl } from "./database.js";
-import { drainRate } from "./drain.js";
+import { drainRate, instantSender } from "./drain.js";
 import type { Baseline, Figure } from "./figure.js";
 import { insertRates } from "./insert.js";
 import { type PreparedLatency, prepareLatency } from "./latency.js";
@@ -783,6 +783,37 @@ async function main(): Promise<void> {
       baseline,
       cpu: queuedCpu,
       details: { ...details, requestsReceived: received },
+    }));
+    // The same drain with a sender that answers at once: what the pipeline costs besides HTTP,
+    // the dispatcher's CPU and the database's per delivery.
+    log(`drain on pg: ${number.format(settings.queued)} deliveries queued, no HTTP`);
+    const bare = await openTracked(openPostgres(mainDb.url));
+    await emptyDrainTables(bare);
+    const noHttp = await drainRate({
+      db: bare,
+      receiverUrl: receiver.url,
+      deliveries: settings.queued,
+      queued: true,
+      sender: instantSender(),
+      cpu: cpuWith(bare),
+    });
+    await closeTracked(bare);
+    const { cpu: bareCpu, routedSeconds: _bareRouted, ...bareDetails } = noHttp;
+    const micros = (cores: number | undefined) =>
+      cores === undefined ? undefined : Math.round((cores * noHttp.seconds * 1e7) / noHttp.deliveries) / 10;
+    httpFigures.push(() => ({
+      id: "drain_queued_no_http_pg",
+      label: "  the same without HTTP",
+      value: noHttp.perSecond,
+      unit: "/s",
+      baseline: { id: "drain_queued_pg", value: result.perSecond, unit: "/s" },
+      cpu: bareCpu,
+      details: {
+        ...bareDetails,
+        benchMicrosPerDelivery: micros(bareCpu?.bench),
+        postgresMicrosPerDelivery: micros(bareCpu?.postgres),
+        note: "a sender that answers 200 on the next turn of the event loop: claims, settles, rendering and signing only",
+      },
     }));
   }
 
