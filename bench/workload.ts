@@ -107,30 +107,27 @@ export function bulkInsertSql(table: string): string {
 
 /**
  * Routes every unrouted event in SQL, as the dispatcher's routing would for the drain's observer:
- * one pending delivery per event, with the id routing would give it (`deliveryId`: a version 7
- * UUID of the capture time's milliseconds, the event id as a counter, and the SHA-256 of
- * installation, event, observer and action), the events marked routed. The deliveries then wait to be claimed. One id is
- * checked against `deliveryId`, so the queue looks to PostgreSQL as the product's would.
+ * one pending delivery per event, the events marked routed. Each gets the id routing would give
+ * it (`deliveryId`): the first 80 bits from `fraiseql.event_delivery_id_bound` (the capture
+ * time and the event id as a counter), then the SHA-256 of installation, event, observer and
+ * action. The deliveries then wait to be claimed. One id is checked against `deliveryId`, so the
+ * queue looks to PostgreSQL as the product's would.
  */
 export async function queueDeliveries(db: Database): Promise<void> {
   await db.query(
     `WITH routed AS (
        UPDATE fraiseql.events SET routed_at = now() WHERE routed_at IS NULL RETURNING id, created_at
-     ), hashed AS (
-       SELECT r.id, r.created_at,
+     ), parts AS (
+       SELECT r.id, uuid_send(fraiseql.event_delivery_id_bound(r.id, r.created_at, false)) AS b,
               sha256(convert_to(s.instance_id::text, 'UTF8') || '\\x00'::bytea || convert_to(r.id::text, 'UTF8')
                      || '\\x00'::bytea || convert_to($1, 'UTF8') || '\\x00'::bytea || convert_to('0', 'UTF8')) AS h
          FROM routed r CROSS JOIN fraiseql.dispatch_state s
      )
      INSERT INTO fraiseql.deliveries (id, event_id, observer, action_index, status)
-     SELECT encode(
-              substring(int8send(floor(extract(epoch FROM created_at) * 1000)::bigint) FROM 3 FOR 6)
-                || substring(int4send((((id % 1073741824)::int >> 18) | 28672)::int) FROM 3 FOR 2)
-                || substring(int4send(((((id % 1073741824)::int & 262143) << 4) | (get_byte(h, 10) & 15)
-                                       | 8388608)::int) FROM 2 FOR 3)
-                || substring(h FROM 12 FOR 5), 'hex')::uuid,
+     SELECT encode(overlay(set_byte(b, 10, get_byte(b, 10) | (get_byte(h, 10) & 15))
+                           PLACING substring(h FROM 12 FOR 5) FROM 12 FOR 5), 'hex')::uuid,
             id, $1, 0, 'pending'
-       FROM hashed`,
+       FROM parts`,
     [DRAIN_OBSERVER],
   );
   const { rows } = await db.query<{ id: string; event_id: string; captured: string; instance: string }>(

@@ -24,8 +24,8 @@ export interface EventRow {
   new_row: Record<string, unknown> | null;
   changed: string[] | null;
   txid: string;
-  /** ISO 8601 UTC with milliseconds, as {@link eventTimeSql} formats it (a Date is accepted too). */
-  created_at: string | Date;
+  /** ISO 8601 UTC with milliseconds, as {@link eventTimeSql} formats it. */
+  created_at: string;
 }
 
 export function toCapturedEvent(row: EventRow): CapturedEvent {
@@ -42,7 +42,7 @@ export function capturedEvent(id: string, row: Omit<EventRow, "id">): CapturedEv
     new: row.new_row,
     changed: row.changed ?? [],
     txid: String(row.txid),
-    timestamp: typeof row.created_at === "string" ? row.created_at : row.created_at.toISOString(),
+    timestamp: row.created_at,
   };
 }
 
@@ -55,7 +55,14 @@ export function eventTimeSql(column: string): string {
   return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 }
 
-export const EVENT_COLUMNS = `id, entity, op, old_row, new_row, changed, txid, ${eventTimeSql("created_at")} AS created_at`;
+/**
+ * The columns of {@link EventRow} but `id`, read from the events table under `alias`, for a
+ * statement that reads events with other rows (a claim reads them with their deliveries).
+ */
+export function eventColumnsSql(alias: string): string {
+  const c = (name: string) => `${alias}.${name}`;
+  return `${c("entity")}, ${c("op")}, ${c("old_row")}, ${c("new_row")}, ${c("changed")}, ${c("txid")}, ${eventTimeSql(c("created_at"))} AS created_at`;
+}
 
 /**
  * Locks up to `limit` events not yet routed to observers, oldest first; other processes skip
@@ -64,7 +71,7 @@ export const EVENT_COLUMNS = `id, entity, op, old_row, new_row, changed, txid, $
  */
 export function unroutedEventsStatement(t: InternalTables, limit: number): Statement {
   return {
-    text: `SELECT ${EVENT_COLUMNS} FROM ${t.events} WHERE routed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    text: `SELECT e.id, ${eventColumnsSql("e")} FROM ${t.events} e WHERE e.routed_at IS NULL ORDER BY e.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
     params: [limit],
   };
 }

@@ -83,7 +83,7 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
         db: app.db,
         columns,
         // A synchronous mutation's wait finds its event among those after this bound.
-        ...(config.webhooks.dispatch.async ? {} : { outboxSequence: `${tables.schema}.events_id_seq` }),
+        ...(config.webhooks.dispatch.async ? {} : { outboxSequence: tables.eventIds }),
         afterMutation: async (change) => {
           app.dispatcher.wake();
           if (config.webhooks.dispatch.async) return undefined;

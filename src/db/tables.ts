@@ -5,6 +5,10 @@ export interface InternalTables {
   readonly deliveries: string;
   readonly attempts: string;
   readonly workers: string;
+  /** The events' id sequence: its last value is the outbox's position (see `WriteOptions`). */
+  readonly eventIds: string;
+  /** `event_deliveries(event_id, captured)`: an event's deliveries, by its id and time (migration 005). */
+  readonly eventDeliveries: string;
 }
 
 export function quoteIdent(name: string): string {
@@ -19,5 +23,7 @@ export function internalTables(schema: string): InternalTables {
     deliveries: `${s}.deliveries`,
     attempts: `${s}.delivery_attempts`,
     workers: `${s}.workers`,
+    eventIds: `${s}.events_id_seq`,
+    eventDeliveries: `${s}.event_deliveries`,
   });
 }

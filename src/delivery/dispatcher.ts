@@ -5,7 +5,7 @@ import {
   type CapturedEvent,
   capturedEvent,
   type EventRow,
-  eventTimeSql,
+  eventColumnsSql,
   toCapturedEvent,
   unroutedEventsStatement,
 } from "../capture/outbox.js";
@@ -48,8 +48,6 @@ const IDLE_SPIN_MS = 100;
 const IDLE_POLL_MS = 2;
 /** Without a backlog or a claim asked for, the loop looks for queued deliveries this often, ms (other processes' retries and replays). */
 const CLAIM_INTERVAL_MS = 100;
-/** The claimed event's time, formatted by the server (see `eventTimeSql`). */
-const EVENT_TIME = eventTimeSql("e.created_at");
 /** Dead processes (and expired leases) are looked for at least this often, ms. */
 const RECLAIM_INTERVAL_MS = 1_000;
 
@@ -141,7 +139,8 @@ function sleep(ms: number, signal: { wake?: (() => void) | undefined }): Promise
   });
 }
 
-interface ClaimRow {
+/** A claimed delivery with its event's columns (`eventColumnsSql`). */
+interface ClaimRow extends Omit<EventRow, "id"> {
   id: string;
   event_id: string;
   observer: string;
@@ -149,13 +148,6 @@ interface ClaimRow {
   attempts: number;
   attempt_base: number;
   replayed: boolean;
-  entity: string;
-  op: "INSERT" | "UPDATE" | "DELETE";
-  old_row: Record<string, unknown> | null;
-  new_row: Record<string, unknown> | null;
-  changed: string[] | null;
-  txid: string;
-  created_at: string | Date;
 }
 
 /**
@@ -835,7 +827,7 @@ export class Dispatcher {
                    d.replayed_at IS NOT NULL AS replayed
        )
        SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
-              e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, ${EVENT_TIME} AS created_at
+              ${eventColumnsSql("e")}
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
     );
@@ -929,7 +921,7 @@ export class Dispatcher {
                      d.replayed_at IS NOT NULL AS replayed
          )
          SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
-                e.entity, e.op, e.old_row, e.new_row, e.changed, e.txid, ${EVENT_TIME} AS created_at
+                ${eventColumnsSql("e")}
            FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id ORDER BY c.event_id`,
         [batchId, this.workerId, this.leaseMs, ...params],
       );

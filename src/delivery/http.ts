@@ -315,7 +315,7 @@ function failed(err: unknown, timeout: number, started: number): HttpResult {
   const durationMs = performance.now() - started;
   if (err instanceof AddressRefused) return invalidRequest(err.message, durationMs);
   const e = err as { code?: string; name?: string; message?: string };
-  if (e.name === "TimeoutError" || (e.code && TIMEOUT_CODES.has(e.code))) {
+  if (e.code && TIMEOUT_CODES.has(e.code)) {
     return {
       outcome: { kind: "timeout" },
       excerpt: undefined,

@@ -38,7 +38,7 @@ export async function pruneOnce(
         SELECT id FROM ${t.events}
          WHERE routed_at IS NOT NULL AND routed_at < now() - $1 * interval '1 millisecond'
          ORDER BY id LIMIT $2)
-        AND NOT EXISTS (SELECT 1 FROM ${t.schema}.event_deliveries(e.id, e.created_at))`,
+        AND NOT EXISTS (SELECT 1 FROM ${t.eventDeliveries}(e.id, e.created_at))`,
     [retentionMs, batch],
   );
   return { deliveries: gone.length, events };

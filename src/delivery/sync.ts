@@ -54,7 +54,7 @@ export async function waitForMutationDeliveries(
     }>(
       `SELECT e.routed_at IS NOT NULL AS routed, d.id, d.observer, d.action_index, d.status, d.attempts,
               d.last_status, d.reason
-         FROM ${t.events} e LEFT JOIN LATERAL ${t.schema}.event_deliveries(e.id, e.created_at) d ON true
+         FROM ${t.events} e LEFT JOIN LATERAL ${t.eventDeliveries}(e.id, e.created_at) d ON true
         WHERE e.id > $5::bigint AND e.txid = $1::bigint AND e.entity = $2
           AND coalesce(e.new_row, e.old_row) ->> $3 = $4
         ORDER BY e.id, d.observer, d.action_index`,

@@ -38,12 +38,15 @@ export interface WriteOptions {
 const TXID_ALIAS = "__fraiseql_txid";
 const OUTBOX_ALIAS = "__fraiseql_outbox_before";
 
-/** What a write reads back besides the row: the transaction id, and the outbox's position. */
-function returning(entity: EntityModel, options: WriteOptions): string {
+/**
+ * What a write reads back besides the row: the transaction id, and the outbox's position (the
+ * sequence's name is appended to the statement's `params`).
+ */
+function returning(entity: EntityModel, options: WriteOptions, params: unknown[]): string {
   let list = `RETURNING ${selectList(entity, options.columns)}, txid_current()::text AS ${TXID_ALIAS}`;
   if (options.outboxSequence !== undefined) {
-    const name = `'${options.outboxSequence.replaceAll("'", "''")}'`;
-    list += `, coalesce(pg_sequence_last_value(${name}::regclass), 0)::text AS ${OUTBOX_ALIAS}`;
+    params.push(options.outboxSequence);
+    list += `, coalesce(pg_sequence_last_value($${params.length}::regclass), 0)::text AS ${OUTBOX_ALIAS}`;
   }
   return list;
 }
@@ -79,12 +82,13 @@ export async function insertRow(
 ): Promise<WrittenRow> {
   const names = [...values.keys()];
   const target = qualifiedTable(entity);
-  const back = returning(entity, options);
+  const params = [...values.values()];
+  const back = returning(entity, options, params);
   const sql =
     names.length === 0
       ? `INSERT INTO ${target} DEFAULT VALUES ${back}`
       : `INSERT INTO ${target} (${names.map(ident).join(", ")}) VALUES (${names.map((_, i) => `$${i + 1}`).join(", ")}) ${back}`;
-  const { rows } = await db.query<EntityRow>(sql, [...values.values()]);
+  const { rows } = await db.query<EntityRow>(sql, params);
   return written("INSERT", entity, rows[0]!);
 }
 
@@ -98,10 +102,11 @@ export async function updateRow(
 ): Promise<WrittenRow | undefined> {
   const names = [...values.keys()];
   const sets = names.map((n, i) => `${ident(n)} = $${i + 1}`).join(", ");
+  const params = [...values.values(), id];
   const sql =
     `UPDATE ${qualifiedTable(entity)} SET ${sets} WHERE ${ident(keyColumn(entity))} = $${names.length + 1} ` +
-    returning(entity, options);
-  const { rows } = await db.query<EntityRow>(sql, [...values.values(), id]);
+    returning(entity, options, params);
+  const { rows } = await db.query<EntityRow>(sql, params);
   return rows[0] === undefined ? undefined : written("UPDATE", entity, rows[0]);
 }
 
@@ -112,8 +117,9 @@ export async function deleteRow(
   id: string,
   options: WriteOptions = {},
 ): Promise<WrittenRow | undefined> {
-  const sql = `DELETE FROM ${qualifiedTable(entity)} WHERE ${ident(keyColumn(entity))} = $1 ${returning(entity, options)}`;
-  const { rows } = await db.query<EntityRow>(sql, [id]);
+  const params: unknown[] = [id];
+  const sql = `DELETE FROM ${qualifiedTable(entity)} WHERE ${ident(keyColumn(entity))} = $1 ${returning(entity, options, params)}`;
+  const { rows } = await db.query<EntityRow>(sql, params);
   return rows[0] === undefined ? undefined : written("DELETE", entity, rows[0]);
 }
 

@@ -133,12 +133,7 @@ export function deliveryId(
   const h = createHash("sha256").update(`${instance}\0${eventId}\0${observer}\0${actionIndex}`).digest();
   const ms = Number.isFinite(capturedMs) && capturedMs > 0 ? Math.floor(capturedMs) : 0;
   // The outbox's ids are bigints: exact past 2^53 too, as fraiseql.event_delivery_id_bound computes it.
-  const seq = Number(eventId);
-  const counter = Number.isSafeInteger(seq)
-    ? Math.max(seq, 0) % 0x4000_0000
-    : /^\d+$/.test(eventId)
-      ? Number(BigInt(eventId) % 0x4000_0000n)
-      : 0;
+  const counter = /^\d+$/.test(eventId) ? Number(BigInt(eventId) % 0x4000_0000n) : 0;
   // 48 bits of milliseconds, big-endian: the high 16 bits, then the low 32.
   h.writeUInt16BE(Math.floor(ms / 0x1_0000_0000) & 0xffff, 0);
   h.writeUInt32BE(ms % 0x1_0000_0000, 2);

@@ -2,7 +2,7 @@ import { after, before } from "node:test";
 import { type Service, startService } from "../../src/cli/serve.js";
 import { parseConfig } from "../../src/config/load.js";
 import type { ResolvedConfig } from "../../src/config/types.js";
-import type { Database } from "../../src/db/driver.js";
+import type { Database, Queryable } from "../../src/db/driver.js";
 import type { HttpSender } from "../../src/delivery/http.js";
 import { MockWebhookServer, type MockWebhookServerOptions } from "../../src/testing/index.js";
 import { openTestDatabase, type TestDatabase } from "./db.js";
@@ -57,6 +57,17 @@ export async function eventually(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Polls `sql`, a `SELECT count(*)::int AS n ...`, until it counts `n` or `timeoutMs` passes. */
+export async function eventuallyCount(
+  db: Queryable,
+  sql: string,
+  n: number,
+  timeoutMs = 10_000,
+  what = `${n} rows`,
+): Promise<void> {
+  await eventually(async () => (await db.query<{ n: number }>(sql)).rows[0]?.n === n, timeoutMs, what);
 }
 
 /** Sends a GraphQL request and returns the parsed response. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually } from "../helpers/app.js";
+import { eventually, eventuallyCount } from "../helpers/app.js";
 import { exited, spawnCli, writeMigratedConfig } from "../helpers/cli.js";
 import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
 
@@ -91,13 +91,10 @@ concurrency = 64
       );
       // Deliveries the killed worker sent but never recorded are sent again once its leases
       // expire: duplicates, with their original delivery ids.
-      await eventually(
-        async () => {
-          const { rows } = await fx.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
-          );
-          return rows[0]!.n === EVENTS;
-        },
+      await eventuallyCount(
+        fx.db,
+        "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
+        EVENTS,
         60_000,
         "every delivery to be recorded as succeeded",
       );
@@ -154,13 +151,10 @@ lease = "2s"
     const ids = () => new Set(fx.mock.calls.flatMap((c) => c.json.orders.map((o: { id: number }) => o.id)));
     try {
       await eventually(() => ids().size === 300, 60_000, "all 300 events");
-      await eventually(
-        async () => {
-          const { rows } = await fx.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
-          );
-          return rows[0]!.n === 0;
-        },
+      await eventuallyCount(
+        fx.db,
+        "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
+        0,
         60_000,
         "every delivery recorded",
       );
@@ -198,13 +192,10 @@ concurrency = 16
     const first = spawnCli(["worker", "--config", fx.config]);
     const second = spawnCli(["worker", "--config", fx.config]);
     try {
-      await eventually(
-        async () => {
-          const { rows } = await fx.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM fraiseql.workers WHERE liveness_lock",
-          );
-          return rows[0]!.n === 2;
-        },
+      await eventuallyCount(
+        fx.db,
+        "SELECT count(*)::int AS n FROM fraiseql.workers WHERE liveness_lock",
+        2,
         60_000,
         "both workers to hold their liveness lock",
       );
@@ -216,23 +207,17 @@ concurrency = 16
         25_000,
         "every event to arrive, well before the killed worker's 60 s leases run out",
       );
-      await eventually(
-        async () => {
-          const { rows } = await fx.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
-          );
-          return rows[0]!.n === 0;
-        },
+      await eventuallyCount(
+        fx.db,
+        "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status <> 'succeeded'",
+        0,
         25_000,
         "every delivery to be recorded as succeeded",
       );
-      await eventually(
-        async () => {
-          const { rows } = await fx.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM fraiseql.workers",
-          );
-          return rows[0]!.n === 1;
-        },
+      await eventuallyCount(
+        fx.db,
+        "SELECT count(*)::int AS n FROM fraiseql.workers",
+        1,
         10_000,
         "the dead worker's row to be removed",
       );

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
+import { internalTables } from "../../src/db/tables.js";
 import { deleteRow, insertRow, updateRow } from "../../src/entities/rows.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { gql, startTestService } from "../helpers/app.js";
@@ -91,7 +92,7 @@ describe("dispatch modes", () => {
 
     it("a write reads the outbox's position before its change is captured: the wait looks only after it", async () => {
       const entity = service.app.config.entities[0]!;
-      const outboxSequence = '"fq_sync".events_id_seq';
+      const outboxSequence = internalTables("fq_sync").eventIds;
       const last = async () =>
         (await db.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM fq_sync.events"))
           .rows[0]!.id;

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually, ORDER_TOML, startTestService } from "../helpers/app.js";
+import { eventuallyCount, ORDER_TOML, startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 
@@ -52,24 +52,18 @@ bucket = "dlq-down-${tag}"
     await db.query("INSERT INTO orders (total) VALUES (5)");
     await mock.waitForCalls(1, 10_000);
     // Dead, and its letter held in PostgreSQL while NATS is unreachable.
-    await eventually(
-      async () => {
-        const { rows } = await db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'dead' AND dead_letter IS NOT NULL",
-        );
-        return rows[0]!.n === 1;
-      },
+    await eventuallyCount(
+      db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'dead' AND dead_letter IS NOT NULL",
+      1,
       20_000,
       "the dead letter to be held",
     );
     await proxy.start();
-    await eventually(
-      async () => {
-        const { rows } = await db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE dead_letter IS NOT NULL",
-        );
-        return rows[0]!.n === 0;
-      },
+    await eventuallyCount(
+      db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE dead_letter IS NOT NULL",
+      0,
       60_000,
       "the held letter to be written",
     );

@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually, ORDER_TOML, startTestService } from "../helpers/app.js";
+import { eventually, eventuallyCount, ORDER_TOML, startTestService } from "../helpers/app.js";
 import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
 
 // Restarting the server needs the local cluster's control command and the rights to use it
@@ -77,13 +77,10 @@ describe("PostgreSQL restarted under load", { skip }, () => {
       90_000,
       "all 1100 events",
     );
-    await eventually(
-      async () => {
-        const { rows } = await db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
-        );
-        return rows[0]!.n === 1100;
-      },
+    await eventuallyCount(
+      db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
+      1100,
       60_000,
       "every delivery recorded",
     );

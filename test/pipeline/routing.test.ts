@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { openPglite } from "../../src/db/pglite.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
-import { eventually, ORDER_TOML, startTestService, usePipeline } from "../helpers/app.js";
+import { eventually, eventuallyCount, ORDER_TOML, startTestService, usePipeline } from "../helpers/app.js";
 import { openTestDatabase, TEST_DATABASE_URL } from "../helpers/db.js";
 
 const TOML = `
@@ -30,13 +30,10 @@ describe("routing with few free slots", () => {
     assert.ok(rows[0]!.running <= 2, `at most concurrency in flight, got ${rows[0]!.running}`);
 
     await eventually(() => fx.mock.callCount >= 10, 30_000, "all ten deliveries");
-    await eventually(
-      async () => {
-        const { rows: done } = await fx.db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded' AND attempts = 1",
-        );
-        return done[0]!.n === 10;
-      },
+    await eventuallyCount(
+      fx.db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded' AND attempts = 1",
+      10,
       10_000,
       "ten deliveries succeeded at their first attempt",
     );
@@ -70,13 +67,10 @@ describe("a routing write that fails after its requests went out", () => {
       CREATE TRIGGER fail_once BEFORE INSERT ON fraiseql.deliveries
         FOR EACH ROW EXECUTE FUNCTION public.fail_once();`);
     await fx.db.query("INSERT INTO orders (total) VALUES (1)");
-    await eventually(
-      async () => {
-        const { rows } = await fx.db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
-        );
-        return rows[0]!.n === 1;
-      },
+    await eventuallyCount(
+      fx.db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded'",
+      1,
       10_000,
       "the delivery to succeed",
     );

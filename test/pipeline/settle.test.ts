@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pg from "pg";
-import { eventually, ORDER_TOML, usePipeline } from "../helpers/app.js";
+import { eventually, eventuallyCount, ORDER_TOML, usePipeline } from "../helpers/app.js";
 import { TEST_DATABASE_URL } from "../helpers/db.js";
 
 const TOML = `
@@ -64,13 +64,10 @@ describe("a slot freed by a finished attempt", {
     } finally {
       await holder.end();
     }
-    await eventually(
-      async () => {
-        const { rows } = await fx.db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded' AND attempts = 1",
-        );
-        return rows[0]!.n === 2;
-      },
+    await eventuallyCount(
+      fx.db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'succeeded' AND attempts = 1",
+      2,
       10_000,
       "both deliveries succeeded at their first attempt",
     );
