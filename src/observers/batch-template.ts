@@ -6,7 +6,8 @@ export interface CompiledBatchBody {
   /**
    * Renders one body for `events` (in order). An array holding one templated element becomes one
    * element per event; every other placeholder renders once, from the first event, with
-   * `_timestamp` the send time and `_count` the number of events.
+   * `_timestamp` the send time and `_count` the number of events. A body without such an array
+   * is a body per event: the request is `{"count", "timestamp", "events": [<body per event>]}`.
    */
   render(events: readonly TemplateContext[], sendTime: string): unknown;
 }
@@ -44,6 +45,19 @@ function compileNode(value: unknown, fields: readonly FieldModel[] | undefined):
   return { kind: "value", value };
 }
 
+function expands(node: Node): boolean {
+  switch (node.kind) {
+    case "each":
+      return true;
+    case "array":
+      return node.items.some(expands);
+    case "object":
+      return node.entries.some(([, n]) => expands(n));
+    default:
+      return false;
+  }
+}
+
 function renderNode(node: Node, events: readonly TemplateContext[], once: TemplateContext): unknown {
   switch (node.kind) {
     case "once":
@@ -65,12 +79,36 @@ function renderNode(node: Node, events: readonly TemplateContext[], once: Templa
 /**
  * Compiles a batch body. Without a body template, a batch is sent as
  * `{"count": n, "timestamp": <send time>, "events": [<event envelope>, ...]}`, built by the caller.
+ *
+ * A body with no array to expand (a body written for one event, as under `[webhooks.batching]`,
+ * which applies to every action) is rendered once per event, as it would be sent alone (its
+ * `_timestamp` the event's time, `_count` the batch size), into the same envelope:
+ * `{"count": n, "timestamp": <send time>, "events": [<body>, ...]}`. Rendering it once, from the
+ * first event, would send one event's data for the whole batch.
  */
 export function compileBatchBody(
   body: unknown,
   options: { fields?: readonly FieldModel[] } = {},
 ): CompiledBatchBody {
   const root = compileNode(body, options.fields);
+  if (!expands(root)) {
+    const perEvent = compileBodyTemplate(
+      body,
+      options.fields === undefined
+        ? { extraNames: ["_count"] }
+        : { fields: options.fields, extraNames: ["_count"] },
+    );
+    return {
+      render(events, sendTime) {
+        const count = events.length;
+        return {
+          count,
+          timestamp: sendTime,
+          events: events.map((e) => perEvent.render({ ...e, extra: { ...e.extra, _count: count } })),
+        };
+      },
+    };
+  }
   return {
     render(events, sendTime) {
       const first = events[0];

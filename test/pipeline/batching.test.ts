@@ -59,6 +59,22 @@ event = "INSERT"
 [[observers.actions]]
 url = "\${RECEIVER}/orders"
 
+# The seed's order-created body, written for one event.
+[[entities]]
+name = "Shipment"
+table = "shipments_global"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "on_shipment_created"
+entity = "Shipment"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/shipments"
+body = { event = "shipment.created", shipment_id = "{{ id }}", total = "{{ total }}", timestamp = "{{ _timestamp }}" }
+
 [webhooks.batching]
 enabled = true
 batch_size = 50
@@ -162,6 +178,32 @@ describe("batching", () => {
         [50, 50],
       );
       assert.equal(mock.calls[0]!.json.events[0].entity, "Order");
+    });
+
+    it("a body written for one event is rendered for each event of the batch, none lost", async () => {
+      mock.reset();
+      await db.query("INSERT INTO shipments_global (total) SELECT g FROM generate_series(1, 100) AS g");
+      await service.app.dispatcher.waitForIdle();
+      assert.equal(mock.callCount, 2);
+      const { rows } = await db.query<{ id: string; t: string }>(
+        `SELECT (new_row->>'id') AS id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS t
+           FROM fq_global.events WHERE entity = 'Shipment' ORDER BY id`,
+      );
+      const sent = mock.calls.flatMap((c) => {
+        assert.equal(c.path, "/shipments");
+        assert.equal(c.json.count, 50);
+        assert.match(c.json.timestamp, /^\d{4}-\d\d-\d\dT/);
+        return c.json.events as { event: string; shipment_id: number; total: number; timestamp: string }[];
+      });
+      assert.deepEqual(
+        sent.map((e) => String(e.shipment_id)).sort(),
+        rows.map((r) => r.id).sort(),
+        "every event's own data, once",
+      );
+      const first = sent.find((e) => String(e.shipment_id) === rows[0]!.id)!;
+      assert.equal(first.event, "shipment.created");
+      assert.equal(typeof first.total, "number");
+      assert.equal(first.timestamp, rows[0]!.t, "_timestamp is the event's own time");
     });
   });
 });
