@@ -1,5 +1,5 @@
-import { access, mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { access, mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
 import { FraiseqlError } from "../errors.js";
 import { parseCommandArgs } from "./args.js";
 
@@ -94,7 +94,30 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** \`fraiseql init [DIR]\`: writes a starter fraiseql.toml and schema.ts; never overwrites. */
+/**
+ * A starter package.json: `"type": "module"` makes schema.ts an ES module, whose
+ * `import ... from "fraiseql"` the command line resolves to itself until the project installs
+ * its own copy (`npm install`).
+ */
+async function starterPackage(dir: string): Promise<string> {
+  const own = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  const name = basename(dir).toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[._-]+/, "") || "app";
+  const pkg = {
+    name,
+    private: true,
+    type: "module",
+    scripts: { check: "fraiseql check", start: "fraiseql serve" },
+    dependencies: { fraiseql: `^${own.version}` },
+  };
+  return `${JSON.stringify(pkg, null, 2)}\n`;
+}
+
+/**
+ * \`fraiseql init [DIR]\`: writes a starter fraiseql.toml and schema.ts (never overwriting them
+ * without --force), and a package.json when the directory has none (never overwritten).
+ */
 export async function runInit(args: string[]): Promise<number> {
   const { positionals, values } = parseCommandArgs("init", args, { force: { type: "boolean" } });
   const dir = resolve(positionals[0] ?? ".");
@@ -110,9 +133,11 @@ export async function runInit(args: string[]): Promise<number> {
       });
     }
   }
+  const pkgPath = join(dir, "package.json");
+  if (!(await exists(pkgPath))) files.push([pkgPath, await starterPackage(dir)]);
   for (const [path, text] of files) await writeFile(path, text);
   process.stdout.write(
-    `wrote ${files.map(([p]) => p).join(" and ")}\nnext: export WEBHOOK_SECRET=..., then fraiseql check && fraiseql serve\n`,
+    `wrote ${files.map(([p]) => p).join(", ")}\nnext: export WEBHOOK_SECRET=..., then fraiseql check && fraiseql serve\n`,
   );
   return 0;
 }

@@ -4,6 +4,7 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { register } from "node:module";
 import { extname, isAbsolute, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parse as parseToml, TomlError } from "smol-toml";
@@ -178,6 +179,40 @@ function parseTomlText(text: string, file: string | undefined): Record<string, u
 
 const TYPESCRIPT = new Set([".ts", ".mts", ".cts", ".tsx"]);
 
+/**
+ * A module resolution hook: `fraiseql` and `fraiseql/testing`, when nothing else resolves them
+ * (an included module in a directory without its own install of the package), are this running
+ * package. A local install still wins. Definitions are recognised by `Symbol.for` brands, so a
+ * second copy of the package's code would work too.
+ */
+const SELF_RESOLVE_HOOK = `
+let targets = {};
+export function initialize(data) { targets = data.targets; }
+export async function resolve(specifier, context, next) {
+  try {
+    return await next(specifier, context);
+  } catch (err) {
+    const url = Object.hasOwn(targets, specifier) ? targets[specifier] : undefined;
+    if (url !== undefined && err && err.code === "ERR_MODULE_NOT_FOUND") return { url, shortCircuit: true };
+    throw err;
+  }
+}
+`;
+let selfResolving = false;
+
+function resolvePackageNameToSelf(): void {
+  if (selfResolving) return;
+  selfResolving = true;
+  // This file is src/config/load.ts (through tsx) or dist/config/load.js: the entry points sit
+  // beside it, with its own extension.
+  const ext = extname(new URL(import.meta.url).pathname);
+  const targets = {
+    fraiseql: new URL(`../index${ext}`, import.meta.url).href,
+    "fraiseql/testing": new URL(`../testing/index${ext}`, import.meta.url).href,
+  };
+  register(`data:text/javascript,${encodeURIComponent(SELF_RESOLVE_HOOK)}`, { data: { targets } });
+}
+
 async function importModule(
   path: string,
   where: { file: string; key: string; line?: number; column?: number },
@@ -191,6 +226,7 @@ async function importModule(
       cause,
     });
   }
+  resolvePackageNameToSelf();
   try {
     if (!TYPESCRIPT.has(extname(path))) return (await import(url)) as Record<string, unknown>;
     const { tsImport } = await importTsx(where);

@@ -118,6 +118,14 @@ describe("command line", () => {
     assert.equal(r.status, 0, r.stderr);
     const toml = await readFile(join(target, "fraiseql.toml"), "utf8");
     assert.match(toml, /\[webhooks\.signing\]/);
+    assert.match(toml, /^include = \["\.\/schema\.ts"\]/m, "the TypeScript example is included");
+    // The directory has no node_modules: schema.ts's `import ... from "fraiseql"` is the CLI's own package.
+    const check = runCli(["check", "--config", join(target, "fraiseql.toml")], {
+      cwd: target,
+      env: { WEBHOOK_SECRET: "s3cret-value" },
+    });
+    assert.equal(check.status, 0, check.stderr);
+    assert.match(check.stdout, /ok: /);
     const again = runCli(["init", target]);
     assert.equal(again.status, 2);
     assert.match(again.stderr, /exists already/);
