@@ -228,32 +228,49 @@ async function importModule(
   }
   resolvePackageNameToSelf();
   try {
-    if (!TYPESCRIPT.has(extname(path))) return (await import(url)) as Record<string, unknown>;
-    const { tsImport } = await importTsx(where);
-    return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
+    if (TYPESCRIPT.has(extname(path))) await registerTsx(where);
+    return (await import(url)) as Record<string, unknown>;
   } catch (cause) {
     if (cause instanceof FraiseqlError) throw cause;
-    const message = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
+    const message = (cause instanceof Error ? cause.message.split("\n")[0] : undefined) ?? String(cause);
+    const unresolved = /Cannot find (module|package) 'fraiseql(\/[^']*)?'/.test(message);
     throw new FraiseqlError("FQL_CONFIG_INVALID", `included module ${path} failed to load: ${message}`, {
       ...where,
       cause,
+      ...(unresolved
+        ? {
+            hint: 'Install fraiseql in the project (npm install fraiseql), or make it an ES module package ("type": "module" in its package.json, as fraiseql init writes): there the command line provides its own fraiseql.',
+          }
+        : {}),
     });
   }
 }
 
-async function importTsx(where: {
-  file: string;
-  key: string;
-}): Promise<{ tsImport: (specifier: string, parent: string) => Promise<unknown> }> {
-  try {
-    return await import("tsx/esm/api");
-  } catch (cause) {
-    throw new FraiseqlError("FQL_CONFIG_INVALID", "including a TypeScript module needs the tsx package", {
-      ...where,
-      cause,
-      hint: "npm install tsx, or include the compiled .js module",
-    });
-  }
+let tsxRegistered: Promise<void> | undefined;
+
+/**
+ * Lets this process import TypeScript, once: tsx's loader hooks (ES module and CommonJS),
+ * registered for the whole process. The included module then shares every module already loaded (this package, undici,
+ * pg, ...) instead of loading second copies in a namespace of its own, as `tsImport` would
+ * (a second undici fails at load, with "Illegal constructor", once the first is loaded).
+ */
+async function registerTsx(where: { file: string; key: string }): Promise<void> {
+  tsxRegistered ??= Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]).then(
+    ([esm, cjs]) => {
+      // Both: a .ts module in a CommonJS package scope is loaded through require().
+      esm.register();
+      cjs.register();
+    },
+    (cause: unknown) => {
+      tsxRegistered = undefined;
+      throw new FraiseqlError("FQL_CONFIG_INVALID", "including a TypeScript module needs the tsx package", {
+        ...where,
+        cause,
+        hint: "npm install tsx, or include the compiled .js module",
+      });
+    },
+  );
+  await tsxRegistered;
 }
 
 /**

@@ -126,6 +126,10 @@ describe("command line", () => {
     });
     assert.equal(check.status, 0, check.stderr);
     assert.match(check.stdout, /ok: /);
+    // A command that opens the app loads the module too, with undici and pg already loaded.
+    const migrate = runCli(["migrate"], { cwd: target, env: { WEBHOOK_SECRET: "s3cret-value" } });
+    assert.equal(migrate.status, 0, migrate.stderr);
+    assert.match(migrate.stdout, /applied 001_init/);
     const again = runCli(["init", target]);
     assert.equal(again.status, 2);
     assert.match(again.stderr, /exists already/);

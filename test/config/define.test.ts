@@ -251,6 +251,29 @@ export default defineConfig({ webhooks: { retry: { max_attempts: 7 } } });
     assert.equal(config.server.port, 4200);
   });
 
+  it("an included TypeScript module shares the modules already loaded, and imports fraiseql by name", async () => {
+    // A second copy of undici (as a namespaced loader made) fails at load once the first is loaded.
+    const undici = await import("undici");
+    const fraiseql = await import("../../src/index.js");
+    const dir = project({
+      "package.json": '{ "type": "module" }\n',
+      "fraiseql.toml": 'include = ["./schema.ts"]\n',
+      "schema.ts": `import * as undici from ${JSON.stringify(import.meta.resolve("undici"))};
+import * as fraiseql from "fraiseql";
+(globalThis as Record<string, unknown>).__fqlIncluded = { undici, fraiseql };
+export const order = fraiseql.defineEntity({ name: "Order", fields: { total: "Float" } });
+`,
+    });
+    const config = await loadConfig({ cwd: dir, env: {} });
+    assert.deepEqual(
+      config.entities.map((e) => e.name),
+      ["Order"],
+    );
+    const seen = (globalThis as { __fqlIncluded?: { undici: unknown; fraiseql: unknown } }).__fqlIncluded;
+    assert.equal(seen?.undici, undici, "the same undici module, not a second copy");
+    assert.equal(seen?.fraiseql, fraiseql, "fraiseql resolves to this package when the project has none");
+  });
+
   it("names the module for an error in a key only its defineConfig sets", async () => {
     const dir = project({
       "fraiseql.toml": 'include = ["./settings.ts"]\n[webhooks]\ntimeout = "5s"\n',
