@@ -94,7 +94,10 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
             tables,
             entity,
             change,
-            config.webhooks.dispatch.timeout,
+            {
+              timeoutMs: config.webhooks.dispatch.timeout,
+              backgroundRetry: config.webhooks.dispatch.backgroundRetry,
+            },
             () => app.dispatcher.wake(),
           );
         },

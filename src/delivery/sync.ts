@@ -23,9 +23,38 @@ export interface SyncWaitResult {
 
 const FINISHED = new Set(["succeeded", "dead"]);
 
+/** A delivery whose attempt failed and whose retry is queued: it goes on in the background. */
+function retrying(d: DeliveryOutcome): boolean {
+  return d.status === "pending" && d.attempts >= 1;
+}
+
+/**
+ * Whether the mutation can answer. Every delivery finished; or, with `backgroundRetry`, every
+ * one finished or retrying, or waiting in its sequence behind one that is retrying.
+ */
+function answered(deliveries: readonly DeliveryOutcome[], backgroundRetry: boolean): boolean {
+  if (!backgroundRetry) return deliveries.every((d) => FINISHED.has(d.status));
+  const anyRetrying = deliveries.some(retrying);
+  return deliveries.every(
+    (d) => FINISHED.has(d.status) || retrying(d) || (d.status === "waiting" && anyRetrying),
+  );
+}
+
+/** Options of {@link waitForMutationDeliveries}. */
+export interface SyncWaitOptions {
+  /** How long to wait at most, ms. */
+  readonly timeoutMs: number;
+  /**
+   * `[webhooks.dispatch] background_retry`: true, the wait ends once every delivery has finished
+   * or failed an attempt and queued its retry, which goes on in the background; false, the wait
+   * covers the retries too.
+   */
+  readonly backgroundRetry: boolean;
+}
+
 /**
  * Waits until every delivery of the event a mutation produced has finished (succeeded or
- * dead-lettered), or `timeoutMs` passes. The event is found by transaction id, entity and row
+ * dead-lettered), or with `backgroundRetry` is retrying in the background, or `timeoutMs` passes. The event is found by transaction id, entity and row
  * key, among the events after `outboxBefore` (an index range; without it, the whole outbox is
  * read on every look); its routing and sending happen in the dispatcher as usual (in this or
  * another process).
@@ -35,10 +64,10 @@ export async function waitForMutationDeliveries(
   t: InternalTables,
   entity: EntityModel,
   change: { txid: string; id: string; outboxBefore?: string | undefined },
-  timeoutMs: number,
+  options: SyncWaitOptions,
   wake: () => void,
 ): Promise<SyncWaitResult> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + options.timeoutMs;
   const key = keyColumn(entity);
   let pause = 2;
   for (;;) {
@@ -73,7 +102,7 @@ export async function waitForMutationDeliveries(
         reason: r.reason,
       }));
     // No event at all: no observer captures this entity and event, so there is nothing to wait for.
-    if (rows.length === 0 || (routed && deliveries.every((d) => FINISHED.has(d.status)))) {
+    if (rows.length === 0 || (routed && answered(deliveries, options.backgroundRetry))) {
       return { deliveries, timedOut: false };
     }
     if (Date.now() >= deadline) return { deliveries, timedOut: true };

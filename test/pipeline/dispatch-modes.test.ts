@@ -7,13 +7,13 @@ import { MockWebhookServer } from "../../src/testing/index.js";
 import { gql, startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
 
-const toml = (async: boolean) => `
+const toml = (async: boolean, name = async ? "async" : "sync", extra = "") => `
 [database]
-schema = "fq_${async ? "async" : "sync"}"
+schema = "fq_${name}"
 
 [[entities]]
 name = "Order"
-table = "orders_${async ? "async" : "sync"}"
+table = "orders_${name}"
 [entities.fields]
 id = "ID"
 total = "Float"
@@ -30,7 +30,7 @@ body = { order_id = "{{ id }}" }
 async = ${async}
 timeout = "10s"
 poll_interval = "20ms"
-`;
+${extra}`;
 
 const CREATE = `mutation { createOrder(input: { total: 10 }) { id } }`;
 
@@ -130,4 +130,53 @@ describe("dispatch modes", () => {
       assert.equal(rows.length, 1);
     });
   });
+  for (const backgroundRetry of [true, false]) {
+    describe(`async = false, background_retry = ${backgroundRetry}`, () => {
+      let service: Service;
+      before(async () => {
+        const extra = `background_retry = ${backgroundRetry}
+[webhooks.retry]
+max_attempts = 3
+initial_delay = "${backgroundRetry ? "1s" : "100ms"}"
+`;
+        service = await startTestService(db, toml(false, `sync_bg_${backgroundRetry}`, extra), {
+          RECEIVER: mock.url,
+        });
+      });
+      after(() => service?.close());
+
+      it(
+        backgroundRetry
+          ? "a failed attempt answers the mutation; its retry goes on in the background"
+          : "the mutation waits through the retry",
+        async () => {
+          mock.reset();
+          mock.script([{ status: 500 }, { status: 200 }]);
+          const res = await gql(service.url as string, CREATE);
+          assert.equal(res.errors, undefined);
+          const { deliveries, timedOut } = res.extensions.webhooks;
+          assert.equal(timedOut, false);
+          assert.equal(deliveries.length, 1);
+          if (backgroundRetry) {
+            assert.equal(mock.callCount, 1, "answered before the retry");
+            assert.equal(deliveries[0].status, "pending");
+            assert.equal(deliveries[0].attempts, 1);
+            assert.equal(deliveries[0].lastStatus, 500);
+            await mock.waitForCalls(2, 10_000);
+            await service.app.dispatcher.waitForIdle();
+            const { rows } = await db.query<{ status: string }>(
+              `SELECT status FROM fq_sync_bg_true.deliveries WHERE id = $1`,
+              [deliveries[0].id],
+            );
+            assert.equal(rows[0]?.status, "succeeded", "the retry succeeded in the background");
+          } else {
+            assert.equal(mock.callCount, 2, "answered after the retry");
+            assert.equal(deliveries[0].status, "succeeded");
+            assert.equal(deliveries[0].attempts, 2);
+            assert.equal(deliveries[0].lastStatus, 200);
+          }
+        },
+      );
+    });
+  }
 });
