@@ -10,6 +10,9 @@ export function configWarnings(config: ResolvedConfig): string[] {
       'webhooks.signing: no secret is configured, so webhooks are sent unsigned; set [webhooks.signing] secret = "${WEBHOOK_SECRET}"',
     );
   }
+  if (config.webhooks.testUrl !== undefined) {
+    warnings.push("webhooks.test_url is set: every webhook is sent to it instead of its action's url");
+  }
   for (const entity of config.entities) {
     if (!config.observers.some((o) => o.entity === entity.name)) {
       warnings.push(`entity ${entity.name}: no observer watches it, so its changes are not captured`);

@@ -53,6 +53,12 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
   let metrics: Metrics | undefined;
   let metricsServer: MetricsServer | undefined;
   const ready = readyCheck(app.db, config.database.schema);
+  if (config.webhooks.testUrl !== undefined) {
+    logger?.warn(
+      { testUrl: config.webhooks.testUrl },
+      "[webhooks] test_url is set: every webhook is sent to it instead of its action's url",
+    );
+  }
   try {
     await app.migrate();
     // Subscribed before the dispatcher starts, so that its first attempts are counted. `serve`

@@ -66,7 +66,11 @@ export function compileObservers(config: ResolvedConfig): ObserverRegistry {
           model: action,
           condition:
             action.condition === undefined ? undefined : compileCondition(action.condition, { fields }),
-          url: compileStringTemplate(action.url, { fields, encode: "uri-component" }),
+          // `[webhooks] test_url` sends every webhook there instead (local testing, a tunnel).
+          url: compileStringTemplate(config.webhooks.testUrl ?? action.url, {
+            fields,
+            encode: "uri-component",
+          }),
           headers: Object.entries(action.headers).map(
             ([name, value]) => [name, compileStringTemplate(value, { fields, encode: "none" })] as const,
           ),
