@@ -305,7 +305,13 @@ async function conditionChecks(
       );
       const n = Number(found[0]?.n ?? 0);
       const could = sql.exact ? "" : " (old-image parts taken as true)";
-      if (n === 0) {
+      if (n === 0 && observer.event === "DELETE") {
+        // The rows a DELETE observer fires on are gone; the table holds those not deleted yet.
+        checks.push({
+          ok: undefined,
+          text: `condition \`${observer.condition}\` matches none of the ${shownRows} rows of ${shownTable(entity)}${could}: deleting any of them now would not fire it`,
+        });
+      } else if (n === 0) {
         checks.push({
           ok: false,
           text: `condition \`${observer.condition}\` matches none of the ${shownRows} rows of ${shownTable(entity)}${could}`,

@@ -17,7 +17,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-// Four independent setups in one config: one healthy, three broken in one way each.
+// Independent setups in one config: healthy ones, and three broken in one way each.
 const TOML = `
 [[entities]]
 name = "Customer"
@@ -36,6 +36,12 @@ name = "Invoice"
 [entities.fields]
 id = "ID"
 amount = "Float"
+
+[[entities]]
+name = "Voucher"
+[entities.fields]
+id = "ID"
+status = "String"
 
 [[entities]]
 name = "Shipment"
@@ -67,6 +73,14 @@ entity = "Invoice"
 event = "INSERT"
 [[observers.actions]]
 url = "http://127.0.0.1:CLOSED_PORT/invoices/{{ id }}"
+
+[[observers]]
+name = "voucher_voided"
+entity = "Voucher"
+event = "DELETE"
+condition = "status == 'void'"
+[[observers.actions]]
+url = "RECEIVER/vouchers"
 
 [[observers]]
 name = "not_captured"
@@ -109,6 +123,8 @@ describe("fraiseql doctor", () => {
     await db.query("INSERT INTO orders (status) VALUES ('paid'), ('paid')");
     await db.query("UPDATE orders SET status = 'shipped' WHERE id = (SELECT min(id) FROM orders)");
     await db.query("INSERT INTO invoices (amount) VALUES (12.5)");
+    await db.query("INSERT INTO vouchers (status) VALUES ('void'), ('open')");
+    await db.query("DELETE FROM vouchers WHERE status = 'void'");
     await db.query("DROP TRIGGER fraiseql_capture ON shipments");
     await db.query("INSERT INTO shipments (carrier) VALUES ('ups')");
     report = await diagnose(service.app, { probeTimeoutMs: 2000 });
@@ -149,6 +165,19 @@ describe("fraiseql doctor", () => {
       text.join("\n"),
     );
     assert.ok(mock.calls.some((c) => c.method === "OPTIONS" && c.path === "/customers" && c.body === ""));
+  });
+
+  it("does not count a DELETE observer's condition matching none of the rows left", () => {
+    assert.deepEqual(problems(report, "voucher_voided"), []);
+    const text = section(report, "voucher_voided").checks.map((c) => `${c.ok} ${c.text}`);
+    assert.ok(
+      text.some((t) => /^undefined condition .* matches none of the 1 rows .*would not fire it/.test(t)),
+      text.join("\n"),
+    );
+    assert.ok(
+      text.some((t) => /^true 1 of 1 DELETE events on Voucher .* matched/.test(t)),
+      text.join("\n"),
+    );
   });
 
   it("names a condition that matches neither the rows nor the recent events", () => {
@@ -209,7 +238,7 @@ describe("fraiseql doctor", () => {
       diagnose(service.app, { observer: "helthy" }),
       (err: Error & { code?: string; hint?: string }) => {
         assert.equal(err.code, "FQL_NOT_FOUND");
-        assert.match(err.hint ?? "", /healthy, never_true, unreachable, not_captured/);
+        assert.match(err.hint ?? "", /healthy, never_true, unreachable, voucher_voided, not_captured/);
         return true;
       },
     );
