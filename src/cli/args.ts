@@ -51,3 +51,23 @@ export function durationArg(value: string, key: string): number {
     throw new FraiseqlError("FQL_USAGE", `${key}: "${value}" is not a duration (30s, 5m)`, { cause: err });
   }
 }
+
+/** `--limit N`: a positive whole number, `fallback` when absent. */
+export function limitArg(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new FraiseqlError("FQL_USAGE", `--limit: "${value}" is not a positive whole number`);
+  }
+  return n;
+}
+
+/**
+ * The first `limit` of `rows` (read with `limit + 1`), and a note on stderr when there were
+ * more, so a list cut at its limit never looks complete.
+ */
+export function withinLimit<T>(rows: readonly T[], limit: number, what: string): readonly T[] {
+  if (rows.length <= limit) return rows;
+  process.stderr.write(`showing the newest ${limit} ${what}; there are more: pass --limit N to see more\n`);
+  return rows.slice(0, limit);
+}

@@ -5,7 +5,7 @@ import type { Queryable } from "../db/driver.js";
 import { internalTables } from "../db/tables.js";
 import { FraiseqlError } from "../errors.js";
 import { createRedactor, type Redactor } from "../redact.js";
-import { parseCommandArgs, timeArg } from "./args.js";
+import { limitArg, parseCommandArgs, timeArg, withinLimit } from "./args.js";
 import { table } from "./table.js";
 
 /**
@@ -331,15 +331,6 @@ function statusArg(value: string | undefined): DeliveryStatusFilter | undefined 
   });
 }
 
-function limitArg(value: string | undefined): number {
-  if (value === undefined) return 50;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new FraiseqlError("FQL_USAGE", `--limit: "${value}" is not a positive whole number`);
-  }
-  return n;
-}
-
 /** `fraiseql deliveries list|show`: the delivery history. */
 export async function runDeliveries(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
@@ -358,7 +349,7 @@ export async function runDeliveries(args: string[]): Promise<number> {
   });
   const status = statusArg(values.status);
   const since = timeArg(values.since, "--since");
-  const limit = limitArg(values.limit);
+  const limit = limitArg(values.limit, 50);
   if (sub === "show" && positionals.length !== 1) {
     throw new FraiseqlError("FQL_USAGE", "deliveries show takes one delivery id", {
       hint: "fraiseql deliveries show ID [--json]",
@@ -375,12 +366,16 @@ export async function runDeliveries(args: string[]): Promise<number> {
   try {
     await app.migrate();
     if (sub === "list") {
-      const deliveries = await listDeliveries(app.db, config.database.schema, {
-        ...(values.observer === undefined ? {} : { observer: values.observer }),
-        ...(status === undefined ? {} : { status }),
-        ...(since === undefined ? {} : { since }),
+      const deliveries = withinLimit(
+        await listDeliveries(app.db, config.database.schema, {
+          ...(values.observer === undefined ? {} : { observer: values.observer }),
+          ...(status === undefined ? {} : { status }),
+          ...(since === undefined ? {} : { since }),
+          limit: limit + 1,
+        }),
         limit,
-      });
+        "deliveries",
+      );
       process.stdout.write(
         values.json
           ? `${redact.text(JSON.stringify(deliveries, null, 2))}\n`

@@ -3,7 +3,7 @@ import { loadConfig } from "../config/load.js";
 import { replayDlq } from "../dlq/replay.js";
 import type { DeadLetter } from "../dlq/types.js";
 import { FraiseqlError } from "../errors.js";
-import { durationArg, parseCommandArgs, timeArg } from "./args.js";
+import { durationArg, limitArg, parseCommandArgs, timeArg, withinLimit } from "./args.js";
 import { table } from "./table.js";
 
 /** The text of `fraiseql dlq list`: one aligned row per dead letter. */
@@ -72,17 +72,22 @@ export async function runDlq(args: string[]): Promise<number> {
     });
   }
   const delay = values.delay === undefined ? 0 : durationArg(values.delay, "--delay");
+  const limit = limitArg(values.limit, 100);
   const config = await loadConfig(values.config === undefined ? {} : { path: values.config });
   const app = await openFraiseql(config);
   try {
     await app.migrate();
     if (sub === "list") {
       const failedAfter = timeArg(values.since, "--since");
-      const entries = await app.dlq.list({
-        ...(failedAfter ? { failedAfter } : {}),
-        ...(values.observer ? { observer: values.observer } : {}),
-        limit: values.limit ? Number(values.limit) : 100,
-      });
+      const entries = withinLimit(
+        await app.dlq.list({
+          ...(failedAfter ? { failedAfter } : {}),
+          ...(values.observer ? { observer: values.observer } : {}),
+          limit: limit + 1,
+        }),
+        limit,
+        "dead letters",
+      );
       if (values.json) process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
       else if (entries.length === 0) process.stdout.write("no dead letters\n");
       else process.stdout.write(formatDeadLetterList(entries));

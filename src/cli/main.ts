@@ -12,12 +12,12 @@ Commands:
   migrate                    install/update internal tables and capture triggers, then exit
   check                      validate the config, conditions, templates and \${ENV} references
   explain OBSERVER           print the SQL that lists the rows an observer's condition matches
-  dlq list [--since 24h] [--observer NAME] [--json]
+  dlq list [--since 24h] [--observer NAME] [--limit 100] [--json]
   dlq show ID [--json]
   dlq replay ID... [--delay 30s]
   dlq replay --failed-after DATE [--observer NAME] [--delay 30s]
-  dlq purge [--older-than 7d]
-  deliveries list [--observer NAME] [--status failed|succeeded|dead|pending] [--since 24h] [--json]
+  dlq purge [--older-than 7d]  without --older-than: every dead letter
+  deliveries list [--observer NAME] [--status failed|succeeded|dead|pending] [--since 24h] [--limit 50] [--json]
   deliveries show ID [--json]  one delivery and its attempt timeline
   doctor [OBSERVER]          check capture, conditions against the data and receivers; exit 1 on a problem
   demo [--once]              the self-contained demo (embedded database, local receiver)

@@ -110,6 +110,11 @@ describe("the seed's remediation path, on the command line", { skip }, () => {
     mock.respond(() => ({ status: 400 }));
     await db.query("INSERT INTO payments (amount) VALUES (1)");
     await service.app.dispatcher.waitForIdle();
+    await db.query("INSERT INTO payments (amount) VALUES (2)");
+    await service.app.dispatcher.waitForIdle();
+    const cut = runCli(["dlq", "list", "--limit", "1", "--json", "--config", config]);
+    assert.equal(JSON.parse(cut.stdout).length, 1);
+    assert.match(cut.stderr, /showing the newest 1 dead letters; there are more/);
     const [entry] = JSON.parse(runCli(["dlq", "list", "--json", "--config", config]).stdout);
     const text = runCli(["dlq", "list", "--config", config]).stdout.split("\n");
     assert.match(text[0]!, /^ID +FAILED +OBSERVER +DELIVERY +REASON +LAST +ATTEMPTS +REQUEST$/);

@@ -116,6 +116,18 @@ describe("fraiseql deliveries list / show", () => {
     assert.match(refund ?? "", /on_refund\s+0\s+Payment INSERT #\d+\s+dead\s+1\s+422\s+http_4xx: HTTP 422$/);
   });
 
+  it("list says when it stops at --limit, and refuses a limit that is not a positive number", () => {
+    const one = cli("deliveries", "list", "--limit", "1");
+    assert.equal(one.status, 0, one.stderr);
+    assert.equal(one.stdout.trimEnd().split("\n").length, 2, "the header and one delivery");
+    assert.match(one.stderr, /showing the newest 1 deliveries; there are more: pass --limit N/);
+    const all = cli("deliveries", "list", "--limit", "2");
+    assert.equal(all.stderr, "", "no note when nothing was left out");
+    const bad = cli("deliveries", "list", "--limit", "0");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--limit: "0" is not a positive whole number/);
+  });
+
   it("list filters by status and observer, and prints JSON", () => {
     const failed = cli("deliveries", "list", "--status", "failed", "--json");
     assert.equal(failed.status, 0, failed.stderr);
