@@ -123,6 +123,15 @@ interface RoutePlan {
   queued: boolean;
 }
 
+/**
+ * A dead letter and the delivery row that holds it until a backend outside the database has it
+ * (for a batch, the member that stands for it: the letter's `delivery_id` is the batch id).
+ */
+interface HeldLetter {
+  readonly row: string;
+  readonly letter: DeadLetter;
+}
+
 interface Settlement {
   readonly record: AttemptRecord;
 }
@@ -1064,7 +1073,7 @@ export class Dispatcher {
     const redact = this.redactor;
     this.cascadedDead = [];
     let resolveAfterCommit: { id: string; dlq_key: string }[] = [];
-    let lettersAfterCommit: DeadLetter[] = [];
+    let lettersAfterCommit: HeldLetter[] = [];
     const history = JSON.stringify(
       batch.map(({ record: r }) => ({
         delivery_id: r.delivery.id,
@@ -1194,7 +1203,7 @@ export class Dispatcher {
    * observer the deliveries waiting behind one are dead-lettered too, with reason
    * `upstream_failed`, so that a replay can resume the chain.
    */
-  private async settleDead(tx: Queryable, dead: readonly Settlement[]): Promise<DeadLetter[]> {
+  private async settleDead(tx: Queryable, dead: readonly Settlement[]): Promise<HeldLetter[]> {
     const { rows: owned } = await tx.query<{ id: string }>(
       `UPDATE ${this.t.deliveries} d
           SET status = 'dead', reason = x.reason, last_status = x.status, last_error = x.error,
@@ -1215,7 +1224,7 @@ export class Dispatcher {
       ],
     );
     const ownedIds = new Set(owned.map((r) => r.id));
-    const letters: DeadLetter[] = [];
+    const letters: HeldLetter[] = [];
     const failedAt = new Date().toISOString();
     const batches = new Set<string>();
     for (const { record } of dead) {
@@ -1225,7 +1234,8 @@ export class Dispatcher {
         if (batches.has(record.batchId)) continue;
         batches.add(record.batchId);
       }
-      letters.push(this.deadLetter(record.delivery, record, failedAt));
+      // Held on the member that stands for the batch: the letter's delivery_id is the batch id.
+      letters.push({ row: record.delivery.id, letter: this.deadLetter(record.delivery, record, failedAt) });
     }
     if (ownedIds.size > 0) {
       const { rows: cascaded } = await tx.query<{
@@ -1258,13 +1268,16 @@ export class Dispatcher {
           replayed: false,
           event,
         };
-        letters.push(this.deadLetter(delivery, undefined, failedAt));
+        letters.push({ row: delivery.id, letter: this.deadLetter(delivery, undefined, failedAt) });
         this.cascadedDead.push(delivery);
       }
     }
     if (!this.config.webhooks.dlq.enabled) return [];
     if (this.dlqInDatabase) {
-      await this.dlq.write(letters, tx);
+      await this.dlq.write(
+        letters.map((l) => l.letter),
+        tx,
+      );
       return [];
     }
     // A backend outside the database cannot join this transaction: the dead letter is kept on
@@ -1274,21 +1287,21 @@ export class Dispatcher {
     return letters;
   }
 
-  private async holdLetters(tx: Queryable, letters: readonly DeadLetter[]): Promise<void> {
+  private async holdLetters(tx: Queryable, letters: readonly HeldLetter[]): Promise<void> {
     if (letters.length === 0) return;
     await tx.query(
       `UPDATE ${this.t.deliveries} d SET dead_letter = x.letter
          FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, letter jsonb) WHERE d.id = x.id`,
-      [JSON.stringify(letters.map((letter) => ({ id: letter.delivery_id, letter })))],
+      [JSON.stringify(letters.map(({ row, letter }) => ({ id: row, letter })))],
     );
   }
 
   /** Writes dead letters held on delivery rows to the backend, then clears them. */
-  private async writeHeldLetters(letters: readonly DeadLetter[]): Promise<boolean> {
+  private async writeHeldLetters(letters: readonly HeldLetter[]): Promise<boolean> {
     try {
-      await this.dlq.write(letters);
+      await this.dlq.write(letters.map((l) => l.letter));
       await this.db.query(`UPDATE ${this.t.deliveries} SET dead_letter = NULL WHERE id = ANY($1::uuid[])`, [
-        letters.map((l) => l.delivery_id),
+        letters.map((l) => l.row),
       ]);
       return true;
     } catch (error) {
@@ -1300,10 +1313,10 @@ export class Dispatcher {
   /** Retries dead letters that could not be written to the backend yet. */
   private async sweepHeldLetters(): Promise<void> {
     if (this.dlqInDatabase) return;
-    const { rows } = await this.db.query<{ letter: DeadLetter }>(
-      `SELECT dead_letter AS letter FROM ${this.t.deliveries} WHERE dead_letter IS NOT NULL ORDER BY updated_at LIMIT 500`,
+    const { rows } = await this.db.query<HeldLetter>(
+      `SELECT id AS row, dead_letter AS letter FROM ${this.t.deliveries} WHERE dead_letter IS NOT NULL ORDER BY updated_at LIMIT 500`,
     );
-    if (rows.length > 0) await this.writeHeldLetters(rows.map((r) => r.letter));
+    if (rows.length > 0) await this.writeHeldLetters(rows);
   }
 
   /** Entries of replayed deliveries that succeeded, whose removal from the backend failed: again. */

@@ -61,7 +61,8 @@ export async function replayDlq(
   let done = 0;
   for (let i = 0; i < entries.length; i += BATCH) {
     const batch = entries.slice(i, i + BATCH);
-    const queued = await requeue(deps.db, t, batch, options.delay ?? 0);
+    const { queued, superseded } = await requeue(deps, t, batch, options.delay ?? 0);
+    if (superseded.length > 0 && deps.dlq.name !== "postgresql") await deps.dlq.resolve(superseded);
     const queuedIds = new Set(
       queued.flatMap((q) => [q.id, q.batchId].filter((x): x is string => x !== null)),
     );
@@ -81,29 +82,44 @@ export async function replayDlq(
   return { selected: entries.length, replayed, skipped };
 }
 
-/** Queues dead deliveries again in one transaction; returns the delivery ids queued. */
+/** What {@link requeue} queued again. */
+interface Requeued {
+  /** The deliveries queued, by id, with their batch when they were dead-lettered in one. */
+  readonly queued: { id: string; batchId: string | null }[];
+  /**
+   * Deliveries of batched actions that were dead-lettered on their own (`upstream_failed`, never
+   * sent): their next outcome is recorded under the batch they will be sent in, so their own
+   * entries go now. Removed in the transaction for the PostgreSQL backend, by the caller after
+   * it for the others.
+   */
+  readonly superseded: string[];
+}
+
+/** Queues dead deliveries again in one transaction. */
 async function requeue(
-  db: Database,
+  deps: { db: Database; dlq: DlqBackend },
   t: InternalTables,
   batch: readonly DeadLetter[],
   delay: number,
-): Promise<{ id: string; batchId: string | null }[]> {
-  return db.transaction(async (tx) => {
+): Promise<Requeued> {
+  return deps.db.transaction(async (tx) => {
     const ids = batch.map((e) => e.delivery_id);
-    // Roots first: a failed action, or an upstream_failed one replayed without its upstream.
-    const { rows: roots } = await tx.query<{ id: string; batch_id: string | null }>(
+    // Roots first: a failed action, or an upstream_failed one replayed without its upstream. An
+    // entry of a delivery that has been sent in a batch since is left alone: the batch's own
+    // entry, keyed by the batch id, stands for it.
+    const { rows: roots } = await tx.query<{ id: string; batch_id: string | null; own_batch_entry: boolean }>(
       `UPDATE ${t.deliveries} d
           SET status = 'pending', run_at = now() + $2 * interval '1 millisecond', attempt_base = d.attempts,
               reason = NULL, last_error = NULL, replayed_at = now(), dead_letter = NULL, finished_at = NULL,
               locked_by = NULL, locked_until = NULL, updated_at = now()
-        WHERE (d.id = ANY($1::uuid[]) OR d.batch_id = ANY($1::uuid[])) AND d.status = 'dead'
+        WHERE ((d.batch_id IS NULL AND d.id = ANY($1::uuid[])) OR d.batch_id = ANY($1::uuid[])) AND d.status = 'dead'
           AND NOT (d.reason = 'upstream_failed' AND d.depends_on = ANY($1::uuid[]))
-       RETURNING d.id, d.batch_id`,
+       RETURNING d.id, d.batch_id, (d.batch_key IS NOT NULL AND d.batch_id IS NULL) AS own_batch_entry`,
       [ids, delay],
     );
-    if (roots.length === 0) return [];
+    if (roots.length === 0) return { queued: [], superseded: [] };
     // The actions that were dead-lettered behind a replayed one wait for it again.
-    const { rows: chained } = await tx.query<{ id: string }>(
+    const { rows: chained } = await tx.query<{ id: string; own_batch_entry: boolean }>(
       `WITH RECURSIVE chain AS (
          SELECT id FROM ${t.deliveries} WHERE status = 'dead' AND reason = 'upstream_failed' AND depends_on = ANY($1::uuid[])
          UNION
@@ -114,12 +130,17 @@ async function requeue(
           SET status = 'waiting', attempt_base = d.attempts, reason = NULL, replayed_at = now(), dead_letter = NULL,
               finished_at = NULL, updated_at = now()
          FROM chain WHERE d.id = chain.id
-       RETURNING d.id`,
+       RETURNING d.id, (d.batch_key IS NOT NULL AND d.batch_id IS NULL) AS own_batch_entry`,
       [roots.map((r) => r.id)],
     );
-    return [
-      ...roots.map((r) => ({ id: r.id, batchId: r.batch_id })),
-      ...chained.filter((r) => ids.includes(r.id)).map((r) => ({ id: r.id, batchId: null })),
-    ];
+    const superseded = [...roots, ...chained].filter((r) => r.own_batch_entry).map((r) => r.id);
+    if (superseded.length > 0 && deps.dlq.name === "postgresql") await deps.dlq.resolve(superseded, tx);
+    return {
+      queued: [
+        ...roots.map((r) => ({ id: r.id, batchId: r.batch_id })),
+        ...chained.filter((r) => ids.includes(r.id)).map((r) => ({ id: r.id, batchId: null })),
+      ],
+      superseded,
+    };
   });
 }

@@ -84,6 +84,41 @@ timeout = "10s"
 poll_interval = "20ms"
 `;
 
+// A sequence ending in a batched action.
+const CHAIN = `
+[database]
+schema = "fq_chain"
+
+[[entities]]
+name = "Order"
+table = "orders_chain"
+[entities.fields]
+id = "ID"
+total = "Float"
+
+[[observers]]
+name = "reserve_then_report"
+entity = "Order"
+event = "INSERT"
+execution = "sequential"
+[[observers.actions]]
+url = "\${RECEIVER}/reserve"
+body = { id = "{{ id }}" }
+[[observers.actions]]
+url = "\${RECEIVER}/report"
+batch = { size = 5, timeout = "300ms" }
+body = { items = [{ id = "{{ id }}" }] }
+
+[webhooks.retry]
+max_attempts = 1
+
+[webhooks.dispatch]
+poll_interval = "20ms"
+
+[webhooks.dlq]
+table = "dlq_chain"
+`;
+
 describe("batching", () => {
   let db: TestDatabase;
   let mock: MockWebhookServer;
@@ -204,6 +239,55 @@ describe("batching", () => {
       assert.equal(first.event, "shipment.created");
       assert.equal(typeof first.total, "number");
       assert.equal(first.timestamp, rows[0]!.t, "_timestamp is the event's own time");
+    });
+  });
+  describe("a sequence ending in a batched action", () => {
+    let service: Service;
+    before(async () => {
+      service = await startTestService(db, CHAIN, { RECEIVER: mock.url });
+    });
+    after(() => service?.close());
+
+    it("resuming the chain leaves no entry of the batched action behind to replay twice", async () => {
+      mock.reset();
+      mock.route("/reserve", [{ status: 500 }, { status: 500 }]);
+      await db.query("INSERT INTO orders_chain (total) VALUES (1), (2)");
+      await service.app.dispatcher.waitForIdle();
+      const failed = await service.app.dlq.list();
+      assert.deepEqual(failed.map((e) => e.reason).sort(), [
+        "http_5xx",
+        "http_5xx",
+        "upstream_failed",
+        "upstream_failed",
+      ]);
+
+      // The first actions go through when replayed; the batch of the second ones fails.
+      mock.route("/report", [{ status: 500 }]);
+      const roots = failed.filter((e) => e.reason === "http_5xx").map((e) => e.id);
+      await replayDlq({ db, dlq: service.app.dlq, schema: "fq_chain" }, { ids: roots });
+      service.app.dispatcher.wake();
+      await mock.waitForCalls(1, 10_000, "/report");
+      await service.app.dispatcher.waitForIdle();
+      const report = mock.callsTo("/report");
+      assert.equal(report.length, 1);
+      assert.deepEqual(report[0]!.json.items.map((i: { id: number }) => i.id).sort(), [1, 2]);
+      const left = await service.app.dlq.list();
+      assert.equal(left.length, 1, JSON.stringify(left.map((e) => [e.reason, e.delivery_id])));
+      assert.equal(left[0]!.reason, "http_5xx");
+      assert.equal(left[0]!.delivery_id, report[0]!.deliveryId, "the batch's entry, keyed by its id");
+
+      // Replaying everything sends that batch once more, and nothing else.
+      const result = await replayDlq(
+        { db, dlq: service.app.dlq, schema: "fq_chain" },
+        { failedAfter: new Date(0) },
+      );
+      assert.equal(result.replayed, 1);
+      service.app.dispatcher.wake();
+      await mock.waitForCalls(2, 10_000, "/report");
+      await service.app.dispatcher.waitForIdle();
+      assert.equal(mock.callsTo("/report").length, 2);
+      assert.equal(mock.callsTo("/report")[1]!.deliveryId, report[0]!.deliveryId);
+      assert.deepEqual(await service.app.dlq.list(), []);
     });
   });
 });

@@ -28,6 +28,20 @@ describe("a DLQ backend that is down when a delivery fails", { skip }, () => {
       `
 ${ORDER_TOML}body = { order_id = "{{ id }}" }
 
+[[entities]]
+name = "Shipment"
+[entities.fields]
+id = "ID"
+carrier = "String"
+
+[[observers]]
+name = "on_shipments"
+entity = "Shipment"
+event = "INSERT"
+[[observers.actions]]
+url = "\${RECEIVER}/shipments"
+batch = { size = 2, timeout = "200ms" }
+
 [webhooks.dispatch]
 poll_interval = "20ms"
 
@@ -72,5 +86,31 @@ bucket = "dlq-down-${tag}"
     assert.equal(entries[0]!.reason, "http_4xx");
     assert.deepEqual(entries[0]!.payload, { order_id: 1 });
     assert.equal(mock.callCount, 1, "the webhook itself was not sent again");
+  });
+
+  it("holds a failed batch's dead letter too (keyed by the batch id, held on a member row)", async () => {
+    mock.reset();
+    await proxy.stop();
+    await db.query("INSERT INTO shipments (carrier) VALUES ('ups'), ('dhl')");
+    const [call] = await mock.waitForCalls(1, 10_000, "/shipments");
+    await eventuallyCount(
+      db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE observer = 'on_shipments' AND status = 'dead' AND dead_letter IS NOT NULL",
+      1,
+      20_000,
+      "the batch's dead letter to be held",
+    );
+    await proxy.start();
+    await eventuallyCount(
+      db,
+      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE dead_letter IS NOT NULL",
+      0,
+      60_000,
+      "the held letter to be written",
+    );
+    const entries = await service.app.dlq.list({ observer: "on_shipments" });
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]!.delivery_id, call!.deliveryId, "one entry for the batch, under its id");
+    assert.equal((entries[0]!.payload as { events: unknown[] }).events.length, 2);
   });
 });
