@@ -128,6 +128,6 @@ describe("the seed's remediation path, on the command line", { skip }, () => {
     assert.match(missing.stderr, /no dead letter with id "dlq_nope"/);
     const purged = runCli(["dlq", "purge", "--config", config]);
     assert.equal(purged.status, 0);
-    assert.match(purged.stdout, /purged 1 dead letters/);
+    assert.match(purged.stdout, /purged 2 dead letters/);
   });
 });
