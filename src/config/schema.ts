@@ -894,7 +894,7 @@ const readMethod = oneOf(METHODS, true);
 interface WebhookDefaults {
   readonly timeout: number;
   readonly retry: RetryPolicy;
-  readonly batching: { readonly batchSize: number; readonly timeout: number };
+  readonly batching: { readonly enabled: boolean; readonly batchSize: number; readonly timeout: number };
 }
 
 function readObservers(
@@ -1025,7 +1025,11 @@ function readAction(
   let body: unknown;
   if (record.body !== undefined) {
     body = readJson(record.body, [...path, "body"], ctx);
-    ctx.at([...path, "body"], () => compileBodyTemplate(body, { fields }));
+    // `_count` is the size of a batch: a name only a batched action's body has.
+    const batched = record.batch !== undefined || defaults.batching.enabled;
+    ctx.at([...path, "body"], () =>
+      compileBodyTemplate(body, { fields, extraNames: batched ? ["_count"] : [] }),
+    );
   }
 
   const batch: BatchPolicy | undefined =

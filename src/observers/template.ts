@@ -354,7 +354,13 @@ function compileName(
       {
         expression: source,
         position: first.start,
-        ...(nearest === undefined ? {} : { hint: `did you mean ${nearest}?` }),
+        ...(name === "_count"
+          ? {
+              hint: "_count is the number of events in a batch: only the body of a batched action (batch = { ... }, or [webhooks.batching] enabled) has it",
+            }
+          : nearest === undefined
+            ? {}
+            : { hint: `did you mean ${nearest}?` }),
       },
     );
   }

@@ -191,6 +191,14 @@ const CASES: Case[] = [
     line: 12,
   },
   {
+    name: "_count in the body of an action that is not batched",
+    toml: `${ENTITY}[[observers]]\nname = "a"\nentity = "Order"\nevent = "INSERT"\n[[observers.actions]]\nurl = "https://x.example.com"\nbody = { n = "{{ _count }}" }\n`,
+    code: "FQL_TEMPLATE_UNKNOWN_FIELD",
+    key: "observers[0].actions[0].body",
+    line: 12,
+    says: ['unknown name "_count"', "number of events in a batch"],
+  },
+  {
     name: "wrong-length encryption key",
     toml: `${ENTITY}[[observers]]\nname = "a"\nentity = "Order"\nevent = "INSERT"\n[[observers.actions]]\nurl = "https://x.example.com"\nencryption = { enabled = true, key = "\${KEY}" }\n`,
     env: { KEY: SHORT_KEY },
