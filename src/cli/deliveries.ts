@@ -54,6 +54,11 @@ export interface DeliverySummary {
   /** ISO 8601; when it succeeded or was dead-lettered. */
   finishedAt: string | null;
   replayedAt: string | null;
+  /**
+   * The batch it was last sent in, for a batched action: the id sent as `X-FraiseQL-Delivery`,
+   * and the `delivery_id` of the batch's DLQ entry.
+   */
+  batchId: string | null;
 }
 
 /** One HTTP attempt of a delivery. */
@@ -77,6 +82,8 @@ export interface DeliveryDetail extends DeliverySummary {
   request: { method: string; url: string } | null;
   /** Every attempt, oldest first. */
   timeline: AttemptEntry[];
+  /** The deliveries of its batch (itself included), in event order; null when not batched. */
+  batchMembers: string[] | null;
 }
 
 interface DeliveryRow {
@@ -95,6 +102,7 @@ interface DeliveryRow {
   run_at: Date | string;
   finished_at: Date | string | null;
   replayed_at: Date | string | null;
+  batch_id: string | null;
 }
 
 function iso(value: Date | string): string {
@@ -122,6 +130,7 @@ function toSummary(row: DeliveryRow): DeliverySummary {
     runAt: iso(row.run_at),
     finishedAt: isoOrNull(row.finished_at),
     replayedAt: isoOrNull(row.replayed_at),
+    batchId: row.batch_id,
   };
 }
 
@@ -135,7 +144,7 @@ const STATUS_SQL: Record<DeliveryStatusFilter, string> = {
 
 const SELECT_DELIVERY = `SELECT d.id::text AS id, d.observer, d.action_index, d.status, d.attempts, d.last_status,
         d.last_error, d.reason, d.event_id::text AS event_id, e.entity, e.op, d.created_at, d.run_at,
-        d.finished_at, d.replayed_at`;
+        d.finished_at, d.replayed_at, d.batch_id::text AS batch_id`;
 
 /** Deliveries, newest first, from the delivery history (`[database] schema`). */
 export async function listDeliveries(
@@ -188,6 +197,14 @@ export async function getDelivery(
       `${SELECT_DELIVERY} FROM ${t.deliveries} d LEFT JOIN ${t.events} e ON e.id = d.event_id WHERE d.id = $1::uuid`,
       [wanted],
     ));
+    // A batch's id (its X-FraiseQL-Delivery, its DLQ entry's delivery_id): its first delivery.
+    if (rows.length === 0) {
+      ({ rows } = await db.query<DeliveryRow>(
+        `${SELECT_DELIVERY} FROM ${t.deliveries} d LEFT JOIN ${t.events} e ON e.id = d.event_id
+          WHERE d.batch_id = $1::uuid ORDER BY d.event_id LIMIT 1`,
+        [wanted],
+      ));
+    }
   } else {
     if (!/^[0-9a-f-]{8,36}$/.test(wanted)) {
       throw new FraiseqlError("FQL_USAGE", `"${id}" is not a delivery id`, {
@@ -220,6 +237,15 @@ export async function getDelivery(
        FROM ${t.attempts} WHERE delivery_id = $1::uuid ORDER BY attempt`,
     [row.id],
   );
+  const members =
+    row.batch_id === null
+      ? null
+      : (
+          await db.query<{ id: string }>(
+            `SELECT id::text AS id FROM ${t.deliveries} WHERE batch_id = $1::uuid ORDER BY event_id`,
+            [row.batch_id],
+          )
+        ).rows.map((r) => r.id);
   const action = config.observers.find((o) => o.name === row.observer)?.actions[row.action_index];
   const redact = createRedactor(config.secrets);
   return {
@@ -234,6 +260,7 @@ export async function getDelivery(
       error: a.error,
       response: a.response_excerpt,
     })),
+    batchMembers: members,
   };
 }
 
@@ -296,6 +323,12 @@ export function formatDeliveryDetail(d: DeliveryDetail, redact: Redactor): strin
   ];
   if (d.finishedAt) lines.push(`finished  ${d.finishedAt}`);
   if (d.replayedAt) lines.push(`replayed  ${d.replayedAt}`);
+  if (d.batchId !== null) {
+    const n = d.batchMembers?.length ?? 1;
+    lines.push(
+      `batch     ${d.batchId}: ${n} deliver${n === 1 ? "y" : "ies"} sent as one request, under this id`,
+    );
+  }
   if (d.status === "dead") lines.push(`dlq       fraiseql dlq list --observer ${d.observer}`);
   lines.push("", "attempts:");
   if (d.timeline.length === 0) {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { formatDeliveryDetail, getDelivery } from "../../src/cli/deliveries.js";
 import type { Service } from "../../src/cli/serve.js";
 import { replayDlq } from "../../src/dlq/replay.js";
+import { createRedactor } from "../../src/redact.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -154,6 +156,21 @@ describe("batching", () => {
         assert.match(call.json.batch_timestamp, /^\d{4}-\d\d-\d\dT/);
       }
       assert.equal(new Set(mock.calls.map((c) => c.deliveryId)).size, 10, "one delivery id per batch");
+
+      // `deliveries show` finds a batch by the id its receiver saw.
+      const batchId = mock.calls[0]!.deliveryId;
+      const detail = await getDelivery(db, service.app.config, batchId);
+      assert.equal(detail?.batchId, batchId);
+      assert.equal(detail?.batchMembers?.length, 10);
+      assert.equal(detail?.status, "succeeded");
+      assert.deepEqual(
+        detail?.timeline.map((a) => a.status),
+        [200],
+      );
+      assert.match(
+        formatDeliveryDetail(detail!, createRedactor([])),
+        /batch {5}\S+: 10 deliveries sent as one request/,
+      );
     });
 
     it("a partial batch of 3 leaves after its timeout, not before", async () => {
