@@ -158,7 +158,7 @@ describe("batching", () => {
       assert.equal(new Set(mock.calls.map((c) => c.deliveryId)).size, 10, "one delivery id per batch");
 
       // `deliveries show` finds a batch by the id its receiver saw.
-      const batchId = mock.calls[0]!.deliveryId;
+      const batchId = mock.calls[0]!.deliveryId as string;
       const detail = await getDelivery(db, service.app.config, batchId);
       assert.equal(detail?.batchId, batchId);
       assert.equal(detail?.batchMembers?.length, 10);
