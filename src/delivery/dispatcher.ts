@@ -95,6 +95,8 @@ export interface AttemptRecord {
   readonly request: RenderedRequest | undefined;
   readonly headers: Readonly<Record<string, string>> | undefined;
   readonly startedAt: Date;
+  /** `Date.now()` when the outcome was decided: a retry's delay counts from here, not from its settle. */
+  readonly decidedAt: number;
   /** Set when the attempt sent a batch: its id (the `X-FraiseQL-Delivery` of the request). */
   readonly batchId?: string | undefined;
 }
@@ -134,6 +136,12 @@ interface HeldLetter {
 
 interface Settlement {
   readonly record: AttemptRecord;
+}
+
+/** What is left of a retry's delay, which counts from the attempt's outcome (the settle writing it comes later). */
+function retryDelayLeft(record: AttemptRecord): number {
+  if (record.decision.action !== "retry") return 0;
+  return Math.max(0, record.decision.delayMs - (Date.now() - record.decidedAt));
 }
 
 function sleep(ms: number, signal: { wake?: (() => void) | undefined }): Promise<void> {
@@ -994,7 +1002,16 @@ export class Dispatcher {
     const decision = decideRetry(policy, attempt - base, result.outcome, this.random);
     this.noteRateLimited(request?.url, result);
     for (const delivery of members) {
-      const record: AttemptRecord = { delivery, result, decision, request, headers, startedAt, batchId };
+      const record: AttemptRecord = {
+        delivery,
+        result,
+        decision,
+        request,
+        headers,
+        startedAt,
+        decidedAt: Date.now(),
+        batchId,
+      };
       if (channels.attempt.hasSubscribers && delivery === first) channels.attempt.publish(record);
       this.settleQueue.push({ record });
     }
@@ -1162,7 +1179,7 @@ export class Dispatcher {
             JSON.stringify(
               retry.map(({ record: r }) => ({
                 id: r.delivery.id,
-                delay: r.decision.action === "retry" ? r.decision.delayMs : 0,
+                delay: retryDelayLeft(r),
                 status: statusOf(r.result.outcome),
                 error: r.result.error === undefined ? null : redact.text(r.result.error),
               })),
@@ -1183,7 +1200,7 @@ export class Dispatcher {
     // The wake-up follows when the attempts' slots are freed.
     if (this.hasQueuedSuccessors && batch.length > 0) this.claimRequested = true;
     for (const s of retry) {
-      if (s.record.decision.action === "retry") this.scheduleWake(s.record.decision.delayMs);
+      if (s.record.decision.action === "retry") this.scheduleWake(retryDelayLeft(s.record));
     }
     const cascaded = this.cascadedDead.splice(0);
     if (channels.settled.hasSubscribers) {
