@@ -98,6 +98,12 @@ export const ERROR_CODES = {
     user: true,
     httpStatus: 500,
   },
+  FQL_SCHEMA_NEWER: {
+    title: "The database was migrated by a newer version of fraiseql",
+    retryable: false,
+    user: true,
+    httpStatus: 500,
+  },
   FQL_DELIVERY_HTTP_STATUS: {
     title: "The receiver answered with a non-2xx status",
     retryable: true,

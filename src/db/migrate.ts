@@ -58,8 +58,22 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
        CREATE TABLE IF NOT EXISTS ${s}.migrations (
          id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());`,
     );
-    const { rows } = await tx.query<{ id: number }>(`SELECT id FROM ${s}.migrations`);
+    const { rows } = await tx.query<{ id: number; name: string }>(`SELECT id, name FROM ${s}.migrations`);
     const done = new Set(rows.map((r) => r.id));
+    // A process older than the schema would run SQL against tables, columns and functions that
+    // are no longer what it expects: it stops before starting anything.
+    const known = new Set(migrations.map((m) => m.id));
+    const unknown = rows.filter((r) => !known.has(r.id)).sort((a, b) => a.id - b.id);
+    if (unknown.length > 0) {
+      const latest = migrations.at(-1)?.name ?? "none";
+      throw new FraiseqlError(
+        "FQL_SCHEMA_NEWER",
+        `schema ${schema} has migration ${unknown.map((r) => r.name).join(", ")}, which this version of fraiseql does not know (its latest is ${latest})`,
+        {
+          hint: "A newer fraiseql migrated this database. Run that version (or newer) in every process; migrations are forward-only, so going back needs the database as it was before.",
+        },
+      );
+    }
     const applied: string[] = [];
     for (const m of migrations) {
       if (done.has(m.id)) continue;
