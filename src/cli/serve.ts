@@ -90,6 +90,7 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
         columns,
         // A synchronous mutation's wait finds its event among those after this bound.
         ...(config.webhooks.dispatch.async ? {} : { outboxSequence: tables.eventIds }),
+        onError: (err, where) => logger?.error({ err, ...where }, "GraphQL operation failed"),
         afterMutation: async (change) => {
           app.dispatcher.wake();
           if (config.webhooks.dispatch.async) return undefined;
@@ -113,6 +114,7 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
         port: options.port ?? config.server.port,
         graphql: createGraphqlHandler(schema, {
           ...(authorize ? { authorize } : {}),
+          onError: (err) => logger?.error({ err }, "GraphQL request failed"),
           maxBodyBytes: config.graphql.maxBodySize,
           maxDepth: config.graphql.maxDepth,
           maxComplexity: config.graphql.maxComplexity,

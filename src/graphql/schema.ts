@@ -15,6 +15,7 @@ import {
   type GraphQLScalarType,
   GraphQLSchema,
   GraphQLString,
+  validateSchema,
 } from "graphql";
 import type { EntityModel, EventKind, FieldModel, Scalar } from "../config/types.js";
 import type { Database } from "../db/driver.js";
@@ -260,7 +261,15 @@ function outputType(p: EntityPlan): GraphQLObjectType<EntityRow, GraphqlContext>
   });
 }
 
-function inputTypes(p: EntityPlan): { create: GraphQLInputObjectType; update: GraphQLInputObjectType } {
+/**
+ * The input types of `create` and `update`; each undefined when it would have no field (GraphQL
+ * has no empty input type): an entity that declares no field but `id` is created with its
+ * table's defaults and has no update.
+ */
+function inputTypes(p: EntityPlan): {
+  create: GraphQLInputObjectType | undefined;
+  update: GraphQLInputObjectType | undefined;
+} {
   const createFields: GraphQLInputFieldConfigMap = {};
   const updateFields: GraphQLInputFieldConfigMap = {};
   if (p.keyInCreate) {
@@ -276,8 +285,14 @@ function inputTypes(p: EntityPlan): { create: GraphQLInputObjectType; update: Gr
     updateFields[field.name] = { type: scalar };
   }
   return {
-    create: new GraphQLInputObjectType({ name: p.names.createInput, fields: createFields }),
-    update: new GraphQLInputObjectType({ name: p.names.updateInput, fields: updateFields }),
+    create:
+      Object.keys(createFields).length === 0
+        ? undefined
+        : new GraphQLInputObjectType({ name: p.names.createInput, fields: createFields }),
+    update:
+      Object.keys(updateFields).length === 0
+        ? undefined
+        : new GraphQLInputObjectType({ name: p.names.updateInput, fields: updateFields }),
   };
 }
 
@@ -368,33 +383,40 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
     const idArg = { id: { type: new GraphQLNonNull(GraphQLID) } };
     const writeOptions = { columns: p.columns, outboxSequence: options.outboxSequence };
 
-    const create: GraphQLFieldConfig<unknown, GraphqlContext, { input: Record<string, unknown> }> = {
+    const create: GraphQLFieldConfig<unknown, GraphqlContext, { input?: Record<string, unknown> }> = {
       type: new GraphQLNonNull(type),
-      description: `Inserts one ${entity.name}.`,
-      args: { input: { type: new GraphQLNonNull(inputs.create) } },
+      description:
+        inputs.create === undefined
+          ? `Inserts one ${entity.name}, with its table's defaults (it declares no field to set).`
+          : `Inserts one ${entity.name}.`,
+      args: inputs.create === undefined ? {} : { input: { type: new GraphQLNonNull(inputs.create) } },
       resolve: async (_root, args, ctx) => {
         const written = await run(p.names.create, () =>
-          insertRow(db, entity, columnValues(p, args.input, false), writeOptions),
+          insertRow(db, entity, columnValues(p, args.input ?? {}, false), writeOptions),
         );
         return committed(written, ctx);
       },
     };
-    const update: GraphQLFieldConfig<
-      unknown,
-      GraphqlContext,
-      { id: string; input: Record<string, unknown> }
-    > = {
-      type,
-      description: `Updates the given fields of one ${entity.name}; null when no row has that id. An empty input changes nothing and returns the row.`,
-      args: { ...idArg, input: { type: new GraphQLNonNull(inputs.update) } },
-      resolve: async (_root, args, ctx) => {
-        const values = columnValues(p, args.input, true);
-        if (values.size === 0)
-          return (await run(p.names.update, () => getRow(db, entity, args.id, p.columns))) ?? null;
-        const written = await run(p.names.update, () => updateRow(db, entity, args.id, values, writeOptions));
-        return committed(written, ctx);
-      },
-    };
+    const updateInput = inputs.update;
+    const update:
+      | GraphQLFieldConfig<unknown, GraphqlContext, { id: string; input: Record<string, unknown> }>
+      | undefined =
+      updateInput === undefined
+        ? undefined
+        : {
+            type,
+            description: `Updates the given fields of one ${entity.name}; null when no row has that id. An empty input changes nothing and returns the row.`,
+            args: { ...idArg, input: { type: new GraphQLNonNull(updateInput) } },
+            resolve: async (_root, args, ctx) => {
+              const values = columnValues(p, args.input, true);
+              if (values.size === 0)
+                return (await run(p.names.update, () => getRow(db, entity, args.id, p.columns))) ?? null;
+              const written = await run(p.names.update, () =>
+                updateRow(db, entity, args.id, values, writeOptions),
+              );
+              return committed(written, ctx);
+            },
+          };
     const remove: GraphQLFieldConfig<unknown, GraphqlContext, { id: string }> = {
       type,
       description: `Deletes one ${entity.name} and returns it; null when no row has that id.`,
@@ -432,7 +454,8 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
     };
 
     mutationFields[p.names.create] = create as GraphQLFieldConfig<unknown, GraphqlContext>;
-    mutationFields[p.names.update] = update as GraphQLFieldConfig<unknown, GraphqlContext>;
+    if (update !== undefined)
+      mutationFields[p.names.update] = update as GraphQLFieldConfig<unknown, GraphqlContext>;
     mutationFields[p.names.delete] = remove as GraphQLFieldConfig<unknown, GraphqlContext>;
     queryFields[p.names.get] = get as GraphQLFieldConfig<unknown, GraphqlContext>;
     queryFields[p.names.list] = list as GraphQLFieldConfig<unknown, GraphqlContext>;
@@ -446,10 +469,21 @@ export function buildSchema(entities: readonly EntityModel[], options: GraphqlOp
       resolve: () => 0,
     };
   }
-  return new GraphQLSchema({
+  const schema = new GraphQLSchema({
     query: new GraphQLObjectType({ name: "Query", fields: queryFields }),
     ...(Object.keys(mutationFields).length > 0
       ? { mutation: new GraphQLObjectType({ name: "Mutation", fields: mutationFields }) }
       : {}),
   });
+  // Checked here, at startup: graphql-js would otherwise find it invalid at the first request
+  // and answer every request with an error.
+  const problems = validateSchema(schema);
+  if (problems.length > 0) {
+    throw new FraiseqlError(
+      "FQL_CONFIG_INVALID",
+      `the GraphQL schema made from the entities is invalid: ${problems.map((e) => e.message).join("; ")}`,
+      { key: "entities" },
+    );
+  }
+  return schema;
 }

@@ -100,6 +100,21 @@ describe("entity tables", () => {
     );
   });
 
+  it("serves an entity that declares no field but id: created with its defaults, no update", async () => {
+    const category = entity("Category", "categories", [["id", "ID"]]);
+    const created = await db.transaction((tx) => ensureEntityTables(tx, [category]));
+    const url = await serve([category], { columns: created.columns });
+    const res = await gql(url, "mutation { createCategory { id } }");
+    assert.equal(res.errors, undefined, res.text);
+    assert.match(String(res.data.createCategory.id), /^\d+$/);
+    // The list is `<name>s`, as SPEC names it.
+    const listed = await gql(url, "{ categorys { id } }");
+    assert.equal(listed.errors, undefined, listed.text);
+    assert.equal(listed.data.categorys.length, 1);
+    const update = await gql(url, `mutation { updateCategory(id: "1", input: {}) { id } }`);
+    assert.match(update.errors?.[0]?.message ?? "", /Cannot query field "updateCategory"/);
+  });
+
   it("reports no columns for a table that does not exist", async () => {
     assert.equal(await introspectTable(db, "public", "no_such_table"), undefined);
     assert.equal((await introspectColumns(db, "public", "no_such_table")).size, 0);
