@@ -38,5 +38,21 @@ export {
 export { type ReplayOptions, type ReplayResult, replayDlq } from "./dlq/replay.js";
 export type { DeadLetter, DlqBackend, DlqListFilter } from "./dlq/types.js";
 export { ERROR_CODES, type ErrorCode, FraiseqlError, isFraiseqlError } from "./errors.js";
+export {
+  createLogger,
+  type Logger,
+  type LoggerOptions,
+  type SubscribeLogsOptions,
+  subscribeLogs,
+} from "./log/index.js";
+export {
+  createMetrics,
+  type Metrics,
+  type MetricsOptions,
+  type MetricsServer,
+  type MetricsServerOptions,
+  readyCheck,
+  startMetricsServer,
+} from "./metrics/index.js";
 export { compileCondition } from "./observers/condition.js";
 export { compileBodyTemplate, compileStringTemplate } from "./observers/template.js";

@@ -85,6 +85,14 @@ export const onOrderCreated = observer({
 });
 `;
 
+async function isModulePackage(path: string): Promise<boolean> {
+  try {
+    return (JSON.parse(await readFile(path, "utf8")) as { type?: unknown }).type === "module";
+  } catch {
+    return false;
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
@@ -138,10 +146,16 @@ export async function runInit(args: string[]): Promise<number> {
     }
   }
   const pkgPath = join(dir, "package.json");
-  if (!(await exists(pkgPath))) files.push([pkgPath, await starterPackage(dir)]);
+  const ownPackage = await exists(pkgPath);
+  if (!ownPackage) files.push([pkgPath, await starterPackage(dir)]);
   for (const [path, text] of files) await writeFile(path, text);
   process.stdout.write(
     `wrote ${files.map(([p]) => p).join(", ")}\nnext: export WEBHOOK_SECRET=..., then fraiseql check && fraiseql serve\n`,
   );
+  if (ownPackage && !(await isModulePackage(pkgPath))) {
+    process.stdout.write(
+      `note: ${pkgPath} is a CommonJS package: schema.ts imports fraiseql, so install it here (npm install fraiseql), or add "type": "module" to it\n`,
+    );
+  }
   return 0;
 }

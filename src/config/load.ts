@@ -232,7 +232,7 @@ async function importModule(
     return (await import(url)) as Record<string, unknown>;
   } catch (cause) {
     if (cause instanceof FraiseqlError) throw cause;
-    const message = (cause instanceof Error ? cause.message.split("\n")[0] : undefined) ?? String(cause);
+    const message = loadFailure(cause);
     const unresolved = /Cannot find (module|package) 'fraiseql(\/[^']*)?'/.test(message);
     throw new FraiseqlError("FQL_CONFIG_INVALID", `included module ${path} failed to load: ${message}`, {
       ...where,
@@ -244,6 +244,17 @@ async function importModule(
         : {}),
     });
   }
+}
+
+/**
+ * The first line of a module's load error, and for a TypeScript syntax error (esbuild's
+ * "Transform failed with N errors:") the first errors' `file:line:column: ERROR: ...` lines too.
+ */
+function loadFailure(cause: unknown): string {
+  if (!(cause instanceof Error)) return String(cause);
+  const [first = "", ...rest] = cause.message.split("\n");
+  const located = rest.filter((line) => /:\d+:\d+: ERROR: /.test(line)).slice(0, 3);
+  return located.length > 0 ? `${first} ${located.join("; ")}` : first;
 }
 
 let tsxRegistered: Promise<void> | undefined;

@@ -31,6 +31,7 @@ import {
   type RenderedRequest,
   renderBatchRequest,
   renderRequest,
+  renderUrl,
 } from "./request.js";
 import { pruneOnce } from "./retention.js";
 import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js";
@@ -1369,18 +1370,22 @@ export class Dispatcher {
     failedAt: string,
   ): DeadLetter {
     let request = record?.request;
-    if (!request) {
-      const observer = this.registry.byName.get(delivery.observer);
-      const action = observer?.actions[delivery.actionIndex];
-      if (observer && action) {
+    let url = request?.url;
+    const observer = this.registry.byName.get(delivery.observer);
+    const action = observer?.actions[delivery.actionIndex];
+    if (!request && observer && action) {
+      try {
+        request = renderRequest(delivery.event, observer, action);
+        url = request.url;
+      } catch {
+        // The request could not be built (a header with CR/LF, say): the URL alone, rendered.
         try {
-          request = renderRequest(delivery.event, observer, action);
+          url = renderUrl(delivery.event, observer, action);
         } catch {
-          request = undefined;
+          url = undefined;
         }
       }
     }
-    const action = this.registry.byName.get(delivery.observer)?.actions[delivery.actionIndex];
     const headers = record?.headers ?? request?.headers ?? {};
     return {
       id: `dlq_${randomUUID().replaceAll("-", "").slice(0, 20)}`,
@@ -1389,7 +1394,7 @@ export class Dispatcher {
       event: delivery.event.op,
       event_id: delivery.eventId,
       delivery_id: record?.batchId ?? delivery.id,
-      url: this.redactor.text(request?.url ?? action?.model.url ?? ""),
+      url: this.redactor.text(url ?? action?.model.url ?? ""),
       method: request?.method ?? action?.model.method ?? "POST",
       request_headers: this.redactor.headers(headers),
       payload: this.redactor.json(request?.payload ?? null),

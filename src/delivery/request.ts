@@ -55,6 +55,11 @@ const CRLF = /[\r\n]/;
  * Renders url, headers and body of a delivery. Throws {@link InvalidRequest} when the result
  * must never be sent (a header value with CR/LF, a URL that is not http(s)).
  */
+/** The action's URL rendered for one event, unchecked (what a dead letter records when the rest of the request could not be built). */
+export function renderUrl(event: CapturedEvent, observer: RuntimeObserver, action: RuntimeAction): string {
+  return action.url.render(templateContext(event, observer.model.name));
+}
+
 export function renderRequest(
   event: CapturedEvent,
   observer: RuntimeObserver,

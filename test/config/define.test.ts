@@ -274,6 +274,17 @@ export const order = fraiseql.defineEntity({ name: "Order", fields: { total: "Fl
     assert.equal(seen?.fraiseql, fraiseql, "fraiseql resolves to this package when the project has none");
   });
 
+  it("gives the line and column of a syntax error in an included TypeScript module", async () => {
+    const dir = project({
+      "package.json": '{ "type": "module" }\n',
+      "fraiseql.toml": 'include = ["./bad.ts"]\n',
+      "bad.ts": "export const x = ;\n",
+    });
+    const err = await rejection(loadConfig({ cwd: dir, env: {} }));
+    assert.equal(err.code, "FQL_CONFIG_INVALID");
+    assert.match(err.message, /bad\.ts:1:17: ERROR: Unexpected ";"/);
+  });
+
   it("names the module for an error in a key only its defineConfig sets", async () => {
     const dir = project({
       "fraiseql.toml": 'include = ["./settings.ts"]\n[webhooks]\ntimeout = "5s"\n',
