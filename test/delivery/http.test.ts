@@ -143,6 +143,26 @@ describe("the undici sender", () => {
     assert.ok(performance.now() - started < 2000);
   });
 
+  it("counts the timeout from the connection: waiting in the pool behind other requests is not the receiver's", async () => {
+    routes.set("/slow-ok", (_req, res) => {
+      setTimeout(() => res.writeHead(200).end("accepted"), 250);
+    });
+    // One connection, three requests: the last waits about 500 ms for it, more than its timeout.
+    const single = createUndiciSender({ connections: 1 });
+    try {
+      const results = await Promise.all(
+        [0, 1, 2].map(() => single.send(attempt("/slow-ok", { timeout: 400 }))),
+      );
+      assert.deepEqual(
+        results.map((r) => r.outcome),
+        [0, 1, 2].map(() => ({ kind: "success", status: 200 })),
+      );
+      assert.ok(Math.max(...results.map((r) => r.durationMs)) > 400, "the whole wait is still its duration");
+    } finally {
+      await single.close();
+    }
+  });
+
   it("is a connection outcome, with its code, when nothing listens", async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
