@@ -526,6 +526,7 @@ export class Dispatcher {
     try {
       await this.sweepHeldLetters();
       await this.sweepUnresolved();
+      await this.releaseStrandedWaits();
       const dlqRetention = this.config.webhooks.dlq.retention;
       const retention = this.config.database.retention;
       await pruneOnce(this.db, this.t, retention, Math.max(retention, dlqRetention));
@@ -867,10 +868,13 @@ export class Dispatcher {
       [slots],
     );
     for (const { batch_id } of retrying) {
+      // Whole or not at all: under the batch's own lock, every member (waiting for a row lock
+      // rather than skipping it), so that two processes never send parts of one batch under its id.
       const members = await this.claimBatchMembers(
-        `SELECT id FROM ${this.t.deliveries} WHERE batch_id = $4 AND status = 'pending' FOR UPDATE SKIP LOCKED`,
+        `SELECT id FROM ${this.t.deliveries} WHERE batch_id = $4 AND status = 'pending' ORDER BY id FOR UPDATE`,
         [batch_id],
         batch_id,
+        `batch:${batch_id}`,
       );
       if (members.length > 0) {
         this.track(batch_id, this.attempt(members, batch_id));
@@ -895,13 +899,17 @@ export class Dispatcher {
       while (available >= size || (available > 0 && group.age_ms >= timeout)) {
         if (started >= slots) break;
         const batchId = randomUUID();
+        // The count above was read before the action's lock: another process may have taken a
+        // full batch since. Under the lock, a batch leaves only if it is full or its oldest
+        // delivery has waited the timeout.
         const members = await this.claimBatchMembers(
-          `SELECT id FROM ${this.t.deliveries}
+          `SELECT id, created_at FROM ${this.t.deliveries}
             WHERE batch_key = $4 AND batch_id IS NULL AND status = 'pending' AND run_at <= now()
             ORDER BY event_id LIMIT $5 FOR UPDATE SKIP LOCKED`,
-          [group.batch_key, size],
+          [group.batch_key, size, timeout],
           batchId,
           group.batch_key,
+          `(SELECT count(*) FROM due) >= $5 OR (SELECT min(created_at) FROM due) <= now() - $6 * interval '1 millisecond'`,
         );
         if (members.length === 0) break;
         this.track(batchId, this.attempt(members, batchId));
@@ -914,11 +922,17 @@ export class Dispatcher {
     return started;
   }
 
+  /**
+   * Claims the deliveries `select` finds (as `due`, with `params` from $4) into the batch
+   * `batchId`, in one transaction; with `lockKey`, only while holding that advisory lock (none
+   * claimed when another process holds it), and with `when`, only if that condition on `due` holds.
+   */
   private async claimBatchMembers(
     select: string,
     params: unknown[],
     batchId: string,
     lockKey?: string,
+    when?: string,
   ): Promise<ClaimedDelivery[]> {
     const rows = await this.db.transaction(async (tx) => {
       // One process at a time fills a batch of one action, so two never split it.
@@ -934,7 +948,7 @@ export class Dispatcher {
            UPDATE ${this.t.deliveries} d
               SET status = 'running', batch_id = $1::uuid, attempts = d.attempts + 1, locked_by = $2,
                   locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
-             FROM due WHERE d.id = due.id
+             FROM due WHERE d.id = due.id${when === undefined ? "" : ` AND (${when})`}
            RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base,
                      d.replayed_at IS NOT NULL AS replayed
          )
@@ -1109,22 +1123,33 @@ export class Dispatcher {
            FROM jsonb_to_recordset($1::jsonb) AS x(delivery_id uuid, attempt int, started_at timestamptz,
                 duration_ms float8, status int, outcome text, error text, response_excerpt text)
          ON CONFLICT DO NOTHING`;
-    // The history and the successes are one statement; when that is all there is to write (no
-    // retry, no dead letter, no DLQ entry to resolve, no chain to release) it needs no
-    // transaction of its own.
+    // The history, the successes and the release of the actions waiting behind them in their
+    // sequence are one statement; when that is all there is to write (no retry, no dead letter,
+    // no DLQ entry to resolve) it needs no transaction of its own. The release does not depend
+    // on this process's config: a delivery waits on the one before it whatever config routed
+    // it (a sequence made parallel since, or a process of another version), and must not wait
+    // for good.
+    let released = 0;
     const writeDone = async (q: Queryable) => {
       if (done.length === 0) {
         await q.query(insertHistory, [history]);
         return [];
       }
-      const { rows } = await q.query<{ id: string; dlq_key: string; replayed: boolean }>(
-        `WITH history AS (${insertHistory})
-         UPDATE ${this.t.deliveries} d
-            SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
-                locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
-           FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, status int)
-          WHERE d.id = x.id AND d.locked_by = $3 AND d.status = 'running'
-         RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed`,
+      const { rows } = await q.query<{ id: string; dlq_key: string; replayed: boolean; released: number }>(
+        `WITH history AS (${insertHistory}), done AS (
+           UPDATE ${this.t.deliveries} d
+              SET status = 'succeeded', last_status = x.status, last_error = NULL, reason = NULL,
+                  locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
+             FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, status int)
+            WHERE d.id = x.id AND d.locked_by = $3 AND d.status = 'running'
+           RETURNING d.id, coalesce(d.batch_id, d.id)::text AS dlq_key, d.replayed_at IS NOT NULL AS replayed
+         ), released AS (
+           UPDATE ${this.t.deliveries} w SET status = 'pending', run_at = now(), updated_at = now()
+             FROM done WHERE w.status = 'waiting' AND w.depends_on = done.id
+           RETURNING w.id
+         )
+         SELECT done.id, done.dlq_key, done.replayed, (SELECT count(*)::int FROM released) AS released
+           FROM done`,
         [
           history,
           JSON.stringify(
@@ -1133,16 +1158,13 @@ export class Dispatcher {
           this.workerId,
         ],
       );
+      released = rows[0]?.released ?? 0;
       return rows;
     };
-    const simple =
-      retry.length === 0 &&
-      dead.length === 0 &&
-      !this.hasChains &&
-      !done.some((s) => s.record.delivery.replayed);
+    const simple = retry.length === 0 && dead.length === 0 && !done.some((s) => s.record.delivery.replayed);
     if (simple) {
       await writeDone(this.db);
-      this.afterSettle(batch, retry);
+      this.afterSettle(batch, retry, released);
       return;
     }
     await this.db.transaction(async (tx) => {
@@ -1160,13 +1182,6 @@ export class Dispatcher {
             );
             resolveAfterCommit = replayed;
           }
-        }
-        if (this.hasChains) {
-          await tx.query(
-            `UPDATE ${this.t.deliveries} SET status = 'pending', run_at = now(), updated_at = now()
-              WHERE status = 'waiting' AND depends_on = ANY($1::uuid[])`,
-            [rows.map((r) => r.id)],
-          );
         }
       }
       if (retry.length > 0) {
@@ -1193,13 +1208,13 @@ export class Dispatcher {
     });
     if (resolveAfterCommit.length > 0) await this.resolveMarked(resolveAfterCommit);
     if (lettersAfterCommit.length > 0) await this.writeHeldLetters(lettersAfterCommit);
-    this.afterSettle(batch, retry);
+    this.afterSettle(batch, retry, released);
   }
 
   /** After the outcomes committed: wake-ups for retries, and the settled announcements. */
-  private afterSettle(batch: readonly Settlement[], retry: readonly Settlement[]): void {
+  private afterSettle(batch: readonly Settlement[], retry: readonly Settlement[], released: number): void {
     // The wake-up follows when the attempts' slots are freed.
-    if (this.hasQueuedSuccessors && batch.length > 0) this.claimRequested = true;
+    if ((this.hasQueuedSuccessors && batch.length > 0) || released > 0) this.claimRequested = true;
     for (const s of retry) {
       if (s.record.decision.action === "retry") this.scheduleWake(retryDelayLeft(s.record));
     }
@@ -1326,6 +1341,24 @@ export class Dispatcher {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
       return false;
     }
+  }
+
+  /**
+   * Releases deliveries left waiting in their sequence behind one that has succeeded or is gone
+   * (pruned). A success releases its successors in its own statement; this finds those stranded
+   * by processes that did not: earlier versions released them only when their own config had a
+   * sequence, so a sequence made parallel, or a rolling deploy, could leave them waiting for good.
+   */
+  private async releaseStrandedWaits(): Promise<void> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.t.deliveries} w SET status = 'pending', run_at = now(), updated_at = now()
+        WHERE w.id IN (
+          SELECT s.id FROM ${this.t.deliveries} s
+           WHERE s.status = 'waiting'
+             AND NOT EXISTS (SELECT 1 FROM ${this.t.deliveries} p WHERE p.id = s.depends_on AND p.status <> 'succeeded')
+           LIMIT 500 FOR UPDATE SKIP LOCKED)`,
+    );
+    if (rowCount > 0) this.wake();
   }
 
   /** Retries dead letters that could not be written to the backend yet. */

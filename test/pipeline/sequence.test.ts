@@ -174,4 +174,78 @@ describe("seed pattern: multiple webhooks in sequence", () => {
       );
     });
   });
+  describe("a sequence whose config changes while its actions wait", () => {
+    // The same observer, sequential, then made parallel: the second actions routed under the
+    // first config wait on the first ones, whichever process or config sends those.
+    const config = (execution: string) => `
+[database]
+schema = "fq_changed"
+
+[[entities]]
+name = "Payment"
+table = "payments_changed"
+[entities.fields]
+id = "ID"
+amount = "Float"
+
+[[observers]]
+name = "pay_then_report"
+entity = "Payment"
+event = "INSERT"
+execution = "${execution}"
+[[observers.actions]]
+url = "\${RECEIVER}/pay"
+[[observers.actions]]
+url = "\${RECEIVER}/report"
+
+[webhooks.retry]
+max_attempts = 50
+initial_delay = "50ms"
+max_delay = "50ms"
+
+[webhooks.dispatch]
+poll_interval = "20ms"
+`;
+
+    it("a process whose config has no sequence still releases the waiting actions", async () => {
+      mock.reset();
+      mock.respond((call) => (call.path === "/pay" ? { status: 503 } : undefined));
+      const first = await startTestService(db, config("sequential"), { RECEIVER: mock.url });
+      try {
+        await db.query("INSERT INTO payments_changed (amount) VALUES (1), (2), (3)");
+        await mock.waitForCalls(3, 10_000, "/pay");
+      } finally {
+        await first.close();
+      }
+      const { rows: waiting } = await db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM fq_changed.deliveries WHERE status = 'waiting'",
+      );
+      assert.equal(waiting[0]?.n, 3);
+
+      mock.respond(undefined);
+      const second = await startTestService(db, config("parallel"), { RECEIVER: mock.url });
+      try {
+        await mock.waitForCalls(3, 10_000, "/report");
+        await second.app.dispatcher.waitForIdle();
+        const { rows } = await db.query<{ status: string; n: number }>(
+          "SELECT status, count(*)::int AS n FROM fq_changed.deliveries GROUP BY status",
+        );
+        assert.deepEqual(
+          rows.map((r) => [r.status, r.n]),
+          [["succeeded", 6]],
+        );
+
+        // One left waiting behind a delivery that succeeded (as a process that did not release
+        // it would leave it): the housekeeping releases it.
+        const before = mock.callsTo("/report").length;
+        await db.query(
+          `UPDATE fq_changed.deliveries SET status = 'waiting'
+            WHERE id = (SELECT id FROM fq_changed.deliveries WHERE depends_on IS NOT NULL LIMIT 1)`,
+        );
+        await mock.waitForCalls(before + 1, 15_000, "/report");
+      } finally {
+        await second.close();
+      }
+    });
+  });
 });
