@@ -207,6 +207,8 @@ export class Dispatcher {
   private readonly hasBatches: boolean;
   /** Some sequential observer has more than one action, so a success may release waiting deliveries. */
   private readonly hasChains: boolean;
+  /** performance.now() when the last lease renewal started (it renewed every running delivery of this process). */
+  private leaseRenewedAt = 0;
   /** Due deliveries may be queued beyond what the last claim took: routing waits for them. */
   private backlog = true;
   /** Something may have made a queued delivery due since the last claim: the next look claims. */
@@ -640,14 +642,40 @@ export class Dispatcher {
     }
   }
 
+  /** Returns claimed deliveries to the queue unsent, if they are still this process's; the attempt is not counted. */
+  private async giveBack(members: readonly ClaimedDelivery[]): Promise<void> {
+    // Started by routing: its rows exist once that write has committed (if it fails, there are none).
+    const routed = members[0]?.routed;
+    if (routed && !(await routed)) return;
+    await this.db.query(
+      `UPDATE ${this.t.deliveries}
+          SET status = 'pending', run_at = now(), attempts = attempts - 1,
+              locked_by = NULL, locked_until = NULL, updated_at = now()
+        WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'running'`,
+      [members.map((m) => m.id), this.workerId],
+    );
+    this.claimRequested = true;
+  }
+
+  /**
+   * Whether the lease of work claimed at `claimedAt` (performance.now()) may have been taken
+   * back: other processes reclaim the work of one silent for two heartbeats (2/3 of the lease),
+   * and neither the claim nor a lease renewal since is that recent.
+   */
+  private leaseLapsed(claimedAt: number): boolean {
+    return performance.now() - Math.max(claimedAt, this.leaseRenewedAt) > (this.leaseMs * 2) / 3;
+  }
+
   private async renewLeases(): Promise<void> {
     if (this.inflight.size === 0 && this.unwritten() === 0) return;
+    const at = performance.now();
     try {
       await this.db.query(
         `UPDATE ${this.t.deliveries} SET locked_until = now() + $2 * interval '1 millisecond'
           WHERE locked_by = $1 AND status = 'running'`,
         [this.workerId, this.leaseMs],
       );
+      this.leaseRenewedAt = at;
     } catch (error) {
       if (channels.error.hasSubscribers) channels.error.publish({ error });
     }
@@ -967,6 +995,7 @@ export class Dispatcher {
    * batch id. The outcome applies to every member.
    */
   private async attempt(members: readonly ClaimedDelivery[], batchId?: string): Promise<void> {
+    const claimedAt = performance.now();
     const startedAt = new Date();
     const first = members[0] as ClaimedDelivery;
     const observer = this.registry.byName.get(first.observer);
@@ -998,6 +1027,13 @@ export class Dispatcher {
         // Without a rate limit there is nothing to wait for: no await (a microtask per attempt).
         if (this.limiter && !(await this.throttle(request.url, members))) return;
         headers = attemptHeaders(request, batchId ?? first.id, attempt, this.config.webhooks.signing);
+        // A process stalled (stopped, starved) past the point where others take its work back
+        // sends nothing: another process may have sent this delivery, and later ones of its key,
+        // meanwhile. What is still its own goes back to the queue, unsent and uncounted.
+        if (this.leaseLapsed(claimedAt)) {
+          await this.giveBack(members);
+          return;
+        }
         result = await this.sender.send({
           url: request.url,
           method: request.method,
