@@ -3,11 +3,12 @@ import type { ResolvedConfig } from "./config/types.js";
 import type { Database } from "./db/driver.js";
 import { openDatabase } from "./db/index.js";
 import { migrate } from "./db/migrate.js";
-import { Dispatcher, type DispatcherOptions } from "./delivery/dispatcher.js";
+import { channels, Dispatcher, type DispatcherOptions } from "./delivery/dispatcher.js";
 import type { HttpSender } from "./delivery/http.js";
 import { openDlq } from "./dlq/index.js";
 import type { DlqBackend } from "./dlq/types.js";
 import { ensureEntityTables } from "./entities/ddl.js";
+import { isFraiseqlError } from "./errors.js";
 import { compileObservers, type ObserverRegistry } from "./observers/runtime.js";
 
 /** A running instance: database, DLQ, compiled observers and (once started) the dispatcher. */
@@ -37,9 +38,17 @@ export function migrateAll(db: Database, config: ResolvedConfig, dlq: DlqBackend
     async after(tx) {
       await ensureEntityTables(tx, config.entities);
       await installCaptureTriggers(tx, config.database.schema, config.entities, config.observers);
-      await dlq.ensure(tx);
+      // A NATS server that is down must not stop delivery: its stream and bucket are also made
+      // on first use, and dead letters wait on their delivery rows until it answers.
+      if (dlq.name === "nats") await dlq.ensure(tx).catch(reportUnreachableDlq);
+      else await dlq.ensure(tx);
     },
   });
+}
+
+function reportUnreachableDlq(error: unknown): void {
+  if (!isFraiseqlError(error) || error.code !== "FQL_DLQ_WRITE") throw error;
+  if (channels.error.hasSubscribers) channels.error.publish({ error });
 }
 
 /** Opens the configured database and builds the pipeline (nothing runs until `dispatcher.start()`). */

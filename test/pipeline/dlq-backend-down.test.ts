@@ -114,3 +114,47 @@ bucket = "dlq-down-${tag}"
     assert.equal((entries[0]!.payload as { events: unknown[] }).events.length, 2);
   });
 });
+
+describe("starting while the NATS DLQ is unreachable", { skip }, () => {
+  it("delivers all the same, and holds dead letters until NATS answers", async () => {
+    const db = await openTestDatabase();
+    const mock = await MockWebhookServer.start({ defaultResponse: { status: 400 } });
+    const proxy = new TcpProxy({ host: "127.0.0.1", port: Number(new URL(NATS_URL as string).port || 4222) });
+    await proxy.start();
+    const port = proxy.port;
+    await proxy.stop();
+    const tag = randomBytes(3).toString("hex");
+    let service: Service | undefined;
+    try {
+      service = await startTestService(
+        db,
+        `
+${ORDER_TOML}body = { order_id = "{{ id }}" }
+
+[webhooks.dispatch]
+poll_interval = "20ms"
+
+[webhooks.dlq]
+backend = "nats"
+url = "nats://127.0.0.1:${port}"
+stream = "DLQ_START_${tag.toUpperCase()}"
+bucket = "dlq-start-${tag}"
+`,
+        { RECEIVER: mock.url },
+      );
+      await db.query("INSERT INTO orders (total) VALUES (7)");
+      await mock.waitForCalls(1, 10_000);
+      await eventuallyCount(
+        db,
+        "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'dead' AND dead_letter IS NOT NULL",
+        1,
+        20_000,
+        "the dead letter to be held",
+      );
+    } finally {
+      await service?.close();
+      await mock.close();
+      await db.close();
+    }
+  });
+});
