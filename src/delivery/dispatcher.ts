@@ -14,7 +14,12 @@ import type { Database, HeldLock, Queryable, Statement } from "../db/driver.js";
 import { wakeChannel } from "../db/migrate.js";
 import { type InternalTables, internalTables } from "../db/tables.js";
 import type { DeadLetter, DlqBackend } from "../dlq/types.js";
-import { type ObserverRegistry, type PlannedDelivery, planDeliveries } from "../observers/runtime.js";
+import {
+  actionOf,
+  type ObserverRegistry,
+  type PlannedDelivery,
+  planDeliveries,
+} from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { hostIsTemplated } from "./address-policy.js";
 import {
@@ -73,6 +78,8 @@ export interface ClaimedDelivery {
   readonly eventId: string;
   readonly observer: string;
   readonly actionIndex: number;
+  /** Its action's signature when it was routed (none for rows routed before migration 006). */
+  readonly actionSig?: string | null | undefined;
   /** This attempt's number, 1-based, counted over the delivery's whole life (replays included). */
   readonly attempt: number;
   /** Attempts made before the last replay; `max_attempts` counts from here. */
@@ -163,6 +170,7 @@ interface ClaimRow extends Omit<EventRow, "id"> {
   event_id: string;
   observer: string;
   action_index: number;
+  action_sig: string | null;
   attempts: number;
   attempt_base: number;
   replayed: boolean;
@@ -870,10 +878,10 @@ export class Dispatcher {
             SET status = 'running', attempts = d.attempts + 1, locked_by = $1,
                 locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
            FROM due WHERE d.id = due.id
-         RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base,
+         RETURNING d.id, d.event_id, d.observer, d.action_index, d.action_sig, d.attempts, d.attempt_base,
                    d.replayed_at IS NOT NULL AS replayed
        )
-       SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
+       SELECT c.id, c.event_id, c.observer, c.action_index, c.action_sig, c.attempts, c.attempt_base, c.replayed,
               ${eventColumnsSql("e")}
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
@@ -977,10 +985,10 @@ export class Dispatcher {
               SET status = 'running', batch_id = $1::uuid, attempts = d.attempts + 1, locked_by = $2,
                   locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
              FROM due WHERE d.id = due.id${when === undefined ? "" : ` AND (${when})`}
-           RETURNING d.id, d.event_id, d.observer, d.action_index, d.attempts, d.attempt_base,
+           RETURNING d.id, d.event_id, d.observer, d.action_index, d.action_sig, d.attempts, d.attempt_base,
                      d.replayed_at IS NOT NULL AS replayed
          )
-         SELECT c.id, c.event_id, c.observer, c.action_index, c.attempts, c.attempt_base, c.replayed,
+         SELECT c.id, c.event_id, c.observer, c.action_index, c.action_sig, c.attempts, c.attempt_base, c.replayed,
                 ${eventColumnsSql("e")}
            FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id ORDER BY c.event_id`,
         [batchId, this.workerId, this.leaseMs, ...params],
@@ -999,7 +1007,7 @@ export class Dispatcher {
     const startedAt = new Date();
     const first = members[0] as ClaimedDelivery;
     const observer = this.registry.byName.get(first.observer);
-    const action = observer?.actions[first.actionIndex];
+    const action = observer && actionOf(observer, first.actionIndex, first.actionSig);
     let attempt = first.attempt;
     let base = first.attemptBase;
     for (const m of members) {
@@ -1312,6 +1320,7 @@ export class Dispatcher {
         event_id: string;
         observer: string;
         action_index: number;
+        action_sig: string | null;
       }>(
         `WITH RECURSIVE chain AS (
            SELECT id FROM ${this.t.deliveries} WHERE status = 'waiting' AND depends_on = ANY($1::uuid[])
@@ -1320,7 +1329,7 @@ export class Dispatcher {
          )
          UPDATE ${this.t.deliveries} d SET status = 'dead', reason = 'upstream_failed', finished_at = now(), updated_at = now()
            FROM chain WHERE d.id = chain.id
-         RETURNING d.id, d.event_id, d.observer, d.action_index`,
+         RETURNING d.id, d.event_id, d.observer, d.action_index, d.action_sig`,
         [[...ownedIds]],
       );
       const events = new Map(dead.map(({ record }) => [record.delivery.eventId, record.delivery.event]));
@@ -1332,6 +1341,7 @@ export class Dispatcher {
           eventId: String(row.event_id),
           observer: row.observer,
           actionIndex: row.action_index,
+          actionSig: row.action_sig,
           attempt: 0,
           attemptBase: 0,
           replayed: false,
@@ -1441,7 +1451,7 @@ export class Dispatcher {
     let request = record?.request;
     let url = request?.url;
     const observer = this.registry.byName.get(delivery.observer);
-    const action = observer?.actions[delivery.actionIndex];
+    const action = observer && actionOf(observer, delivery.actionIndex, delivery.actionSig);
     if (!request && observer && action) {
       try {
         request = renderRequest(delivery.event, observer, action);
@@ -1498,6 +1508,7 @@ function claimedFromRow(row: ClaimRow): ClaimedDelivery {
     eventId,
     observer: row.observer,
     actionIndex: row.action_index,
+    actionSig: row.action_sig,
     attempt: row.attempts,
     attemptBase: row.attempt_base,
     replayed: row.replayed,
@@ -1529,14 +1540,14 @@ function routeStatement(
     text: `WITH inserted AS (
        INSERT INTO ${t.deliveries}
               (id, event_id, observer, action_index, status, attempts, locked_by, locked_until,
-               depends_on, ordering_key, batch_key)
+               depends_on, ordering_key, batch_key, action_sig)
        SELECT id, event_id, observer, action_index, CASE WHEN running THEN 'running' ELSE status END,
               CASE WHEN running THEN 1 ELSE 0 END, CASE WHEN running THEN $3 END,
               CASE WHEN running THEN now() + $4 * interval '1 millisecond' END,
-              depends_on, ordering_key, batch_key
+              depends_on, ordering_key, batch_key, action_sig
          FROM jsonb_to_recordset($1::jsonb)
            AS x(id uuid, event_id bigint, observer text, action_index int, status text, running boolean,
-                depends_on uuid, ordering_key text, batch_key text)
+                depends_on uuid, ordering_key text, batch_key text, action_sig text)
      )
      UPDATE ${t.events} SET routed_at = now() WHERE id = ANY($2::bigint[])`,
     params: [
@@ -1551,6 +1562,7 @@ function routeStatement(
           depends_on: p.dependsOn,
           ordering_key: p.orderingKey,
           batch_key: p.batchKey,
+          action_sig: p.actionSig,
         })),
       ),
       eventIds,

@@ -30,6 +30,33 @@ export interface RuntimeAction {
   readonly batchBody: CompiledBatchBody | undefined;
   /** `observer:index`, the key deliveries of a batched action are grouped by. */
   readonly batchKey: string | undefined;
+  /**
+   * The action's identity beyond its index, stored on its deliveries (`action_sig`): a short
+   * hash of its method and url template. See {@link actionOf}.
+   */
+  readonly sig: string;
+}
+
+/** {@link RuntimeAction.sig} of an action. */
+export function actionSig(method: string, url: string): string {
+  return createHash("sha256").update(`${method}\0${url}`).digest("base64url").slice(0, 12);
+}
+
+/**
+ * The action a delivery is for: the one at its index if its signature matches (or the delivery
+ * has none, routed before signatures), else the one action of the observer with its signature
+ * (the actions were reordered, or one inserted or removed, since it was routed), else the one at
+ * its index (that action was edited: its delivery goes where it now points), if any.
+ */
+export function actionOf(
+  observer: RuntimeObserver,
+  index: number,
+  sig: string | null | undefined,
+): RuntimeAction | undefined {
+  const at = observer.actions[index];
+  if (sig === null || sig === undefined || at?.sig === sig) return at;
+  const same = observer.actions.filter((a) => a.sig === sig);
+  return same.length === 1 ? same[0] : at;
 }
 
 /** An observer with its expressions compiled once. */
@@ -81,6 +108,7 @@ export function compileObservers(config: ResolvedConfig): ObserverRegistry {
               ? undefined
               : compileBatchBody(action.body, { fields }),
           batchKey: batch === undefined ? undefined : `${model.name}:${action.index}`,
+          sig: actionSig(action.method, action.url),
         };
       }),
     };
@@ -109,6 +137,8 @@ export interface PlannedDelivery {
   readonly orderingKey: string | null;
   /** Set for batched actions: the group the delivery waits in until its batch is sent. */
   readonly batchKey: string | null;
+  /** {@link RuntimeAction.sig} of its action. */
+  readonly actionSig: string;
 }
 
 export function conditionContext(event: CapturedEvent): ConditionContext {
@@ -187,6 +217,7 @@ export function planDeliveries(
         dependsOn: sequential ? previous : null,
         orderingKey,
         batchKey: action.batchKey ?? null,
+        actionSig: action.sig,
       });
       if (sequential) previous = id;
     }
