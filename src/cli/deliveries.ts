@@ -4,6 +4,7 @@ import type { ResolvedConfig } from "../config/types.js";
 import type { Queryable } from "../db/driver.js";
 import { internalTables } from "../db/tables.js";
 import { FraiseqlError } from "../errors.js";
+import { actionSig, pickAction } from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { limitArg, parseCommandArgs, timeArg, withinLimit } from "./args.js";
 import { table } from "./table.js";
@@ -103,6 +104,7 @@ interface DeliveryRow {
   finished_at: Date | string | null;
   replayed_at: Date | string | null;
   batch_id: string | null;
+  action_sig: string | null;
 }
 
 function iso(value: Date | string): string {
@@ -144,7 +146,7 @@ const STATUS_SQL: Record<DeliveryStatusFilter, string> = {
 
 const SELECT_DELIVERY = `SELECT d.id::text AS id, d.observer, d.action_index, d.status, d.attempts, d.last_status,
         d.last_error, d.reason, d.event_id::text AS event_id, e.entity, e.op, d.created_at, d.run_at,
-        d.finished_at, d.replayed_at, d.batch_id::text AS batch_id`;
+        d.finished_at, d.replayed_at, d.batch_id::text AS batch_id, d.action_sig`;
 
 /** Deliveries, newest first, from the delivery history (`[database] schema`). */
 export async function listDeliveries(
@@ -246,7 +248,8 @@ export async function getDelivery(
             [row.batch_id],
           )
         ).rows.map((r) => r.id);
-  const action = config.observers.find((o) => o.name === row.observer)?.actions[row.action_index];
+  const actions = config.observers.find((o) => o.name === row.observer)?.actions ?? [];
+  const action = pickAction(actions, row.action_index, row.action_sig, (a) => actionSig(a.method, a.url));
   const redact = createRedactor(config.secrets);
   return {
     ...toSummary(row),

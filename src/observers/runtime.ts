@@ -53,9 +53,19 @@ export function actionOf(
   index: number,
   sig: string | null | undefined,
 ): RuntimeAction | undefined {
-  const at = observer.actions[index];
-  if (sig === null || sig === undefined || at?.sig === sig) return at;
-  const same = observer.actions.filter((a) => a.sig === sig);
+  return pickAction(observer.actions, index, sig, (a) => a.sig);
+}
+
+/** {@link actionOf} over any list of actions, given how to read an action's signature. */
+export function pickAction<A>(
+  actions: readonly A[],
+  index: number,
+  sig: string | null | undefined,
+  sigOf: (action: A) => string,
+): A | undefined {
+  const at = actions[index];
+  if (sig === null || sig === undefined || (at !== undefined && sigOf(at) === sig)) return at;
+  const same = actions.filter((a) => sigOf(a) === sig);
   return same.length === 1 ? same[0] : at;
 }
 
