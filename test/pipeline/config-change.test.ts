@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { getDelivery } from "../../src/cli/deliveries.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { eventuallyCount, startTestService } from "../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -72,6 +73,12 @@ describe("actions changed while deliveries are queued", () => {
           .sort(),
         [1, 2, 3],
       );
+      const shown = await getDelivery(
+        db,
+        second.app.config,
+        mock.callsTo("/internal")[0]!.deliveryId as string,
+      );
+      assert.match(shown?.request?.url ?? "", /\/internal$/, "deliveries show names the action it went to");
 
       // New events go to both actions of the new config.
       await db.query("INSERT INTO orders_cfg (total) VALUES (4)");
