@@ -261,9 +261,11 @@ let tsxRegistered: Promise<void> | undefined;
 
 /**
  * Lets this process import TypeScript, once: tsx's loader hooks (ES module and CommonJS),
- * registered for the whole process. The included module then shares every module already loaded (this package, undici,
- * pg, ...) instead of loading second copies in a namespace of its own, as `tsImport` would
- * (a second undici fails at load, with "Illegal constructor", once the first is loaded).
+ * registered for the whole process. An included module then shares every module already loaded
+ * (this package, undici, pg, ...) instead of loading second copies in a namespace of its own, as
+ * `tsImport` would (a second undici fails at load, with "Illegal constructor", once the first is
+ * loaded). Like any import, a module is loaded once per process: loading the config again does
+ * not read an edited module again.
  */
 async function registerTsx(where: { file: string; key: string }): Promise<void> {
   tsxRegistered ??= Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]).then(

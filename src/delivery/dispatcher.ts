@@ -213,7 +213,7 @@ export class Dispatcher {
   private readonly limiter: RateLimiter | undefined;
   /** Some action sends batches, so batch claims run too. */
   private readonly hasBatches: boolean;
-  /** Some sequential observer has more than one action, so a success may release waiting deliveries. */
+  /** Some sequential observer has more than one action: a success may release waiting deliveries, to be claimed. */
   private readonly hasChains: boolean;
   /** performance.now() when the last lease renewal started (it renewed every running delivery of this process). */
   private leaseRenewedAt = 0;
