@@ -54,10 +54,10 @@ export interface SyncWaitOptions {
 
 /**
  * Waits until every delivery of the event a mutation produced has finished (succeeded or
- * dead-lettered), or with `backgroundRetry` is retrying in the background, or `timeoutMs` passes. The event is found by transaction id, entity and row
- * key, among the events after `outboxBefore` (an index range; without it, the whole outbox is
- * read on every look); its routing and sending happen in the dispatcher as usual (in this or
- * another process).
+ * dead-lettered), or with `backgroundRetry` is retrying in the background, or `timeoutMs`
+ * passes. The event is found by transaction id, entity and row key, among the events after
+ * `outboxBefore` (an index range; without it, the whole outbox is read on every look); its
+ * routing and sending happen in the dispatcher as usual (in this or another process).
  */
 export async function waitForMutationDeliveries(
   db: Queryable,
