@@ -18,8 +18,8 @@ describe("an event's deliveries, found through the primary key (migration 005)",
   /** Inserts an event captured at `at`; returns its id and its time as routing reads it. */
   async function event(at: string): Promise<{ id: string; ms: number }> {
     const { rows } = await db.query<{ id: string; captured: string }>(
-      `INSERT INTO fraiseql.events (entity, table_schema, table_name, op, new_row, created_at)
-       VALUES ('Order', 'public', 'orders', 'INSERT', '{}'::jsonb, $1::timestamptz)
+      `INSERT INTO fraiseql.events (entity, op, new_row, created_at)
+       VALUES ('Order', 'INSERT', '{}'::jsonb, $1::timestamptz)
        RETURNING id::text, ${eventTimeSql("created_at")} AS captured`,
       [at],
     );
@@ -73,8 +73,8 @@ describe("an event's deliveries, found through the primary key (migration 005)",
       ["2026-11-29 02:06:08.368+00", "9223372036854775000"],
     ] as const) {
       const { rows } = await db.query<{ id: string; captured: string }>(
-        `INSERT INTO fraiseql.events (id, entity, table_schema, table_name, op, new_row, created_at)
-         VALUES ($2::bigint, 'Order', 'public', 'orders', 'INSERT', '{}'::jsonb, $1::timestamptz)
+        `INSERT INTO fraiseql.events (id, entity, op, new_row, created_at)
+         VALUES ($2::bigint, 'Order', 'INSERT', '{}'::jsonb, $1::timestamptz)
          RETURNING id::text, ${eventTimeSql("created_at")} AS captured`,
         [at, String(seq)],
       );

@@ -17,7 +17,7 @@ describe("a database migrated by a newer version", () => {
       assert.equal(err.code, "FQL_SCHEMA_NEWER");
       assert.match(
         err.message,
-        /migration 999_from_the_future, which this version of fraiseql does not know \(its latest is 006_/,
+        /migration 999_from_the_future, which this version of fraiseql does not know \(its latest is 007_/,
       );
       assert.match(err.hint ?? "", /newer fraiseql migrated this database/);
       return true;
