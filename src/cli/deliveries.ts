@@ -249,7 +249,9 @@ export async function getDelivery(
           )
         ).rows.map((r) => r.id);
   const actions = config.observers.find((o) => o.name === row.observer)?.actions ?? [];
-  const action = pickAction(actions, row.action_index, row.action_sig, (a) => actionSig(a.method, a.url));
+  const action = pickAction(actions, row.action_index, row.action_sig, (a) =>
+    actionSig(a.method, a.url, actions.length),
+  );
   const redact = createRedactor(config.secrets);
   return {
     ...toSummary(row),

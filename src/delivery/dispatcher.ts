@@ -43,6 +43,13 @@ import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js
 
 /** How often a process sweeps held dead letters, prunes old rows and enforces DLQ limits, ms. */
 const MAINTENANCE_INTERVAL = 5_000;
+/**
+ * How long after its change a delivery whose observer or action this process's config does not
+ * have is left to other processes (a rolling deploy: a newer config may have it) before it is
+ * dead-lettered as not configured any more; it is looked at again every UNKNOWN_ACTION_RETRY_MS.
+ */
+const UNKNOWN_ACTION_GRACE_MS = 120_000;
+const UNKNOWN_ACTION_RETRY_MS = 5_000;
 /** DLQ retention and size are enforced less often: a NATS or file backend reads every entry to do it. */
 const DLQ_LIMITS_INTERVAL = 60_000;
 /** A rate-limited request waits in memory up to this long; a longer wait goes back to the queue. */
@@ -80,6 +87,11 @@ export interface ClaimedDelivery {
   readonly actionIndex: number;
   /** Its action's signature when it was routed (none for rows routed before migration 006). */
   readonly actionSig?: string | null | undefined;
+  /**
+   * performance.now() when the statement that leased it was sent: a process stalled while that
+   * statement ran must not take its result for fresh.
+   */
+  readonly leasedAt?: number | undefined;
   /** This attempt's number, 1-based, counted over the delivery's whole life (replays included). */
   readonly attempt: number;
   /** Attempts made before the last replay; `max_attempts` counts from here. */
@@ -215,6 +227,8 @@ export class Dispatcher {
   private readonly hasBatches: boolean;
   /** Some sequential observer has more than one action: a success may release waiting deliveries, to be claimed. */
   private readonly hasChains: boolean;
+  /** Observers of this config whose actions are not a sequence: nothing of theirs waits on another. */
+  private readonly unchained: string[];
   /** performance.now() when the last lease renewal started (it renewed every running delivery of this process). */
   private leaseRenewedAt = 0;
   /** Due deliveries may be queued beyond what the last claim took: routing waits for them. */
@@ -287,7 +301,10 @@ export class Dispatcher {
     this.limiter = rl.enabled ? new RateLimiter(rl.maxPerSecond, rl.burst) : undefined;
     const observers = [...options.registry.byName.values()];
     this.hasBatches = observers.some((o) => o.actions.some((a) => a.batch !== undefined));
-    this.hasChains = observers.some((o) => o.model.execution === "sequential" && o.actions.length > 1);
+    const chained = (o: (typeof observers)[number]) =>
+      o.model.execution === "sequential" && o.actions.length > 1;
+    this.hasChains = observers.some(chained);
+    this.unchained = observers.filter((o) => !chained(o)).map((o) => o.model.name);
     this.hasQueuedSuccessors = this.hasChains || observers.some((o) => o.model.ordering === "per_key");
   }
 
@@ -650,19 +667,23 @@ export class Dispatcher {
     }
   }
 
-  /** Returns claimed deliveries to the queue unsent, if they are still this process's; the attempt is not counted. */
-  private async giveBack(members: readonly ClaimedDelivery[]): Promise<void> {
+  /**
+   * Returns claimed deliveries to the queue unsent, due after `delayMs`, if they are still this
+   * process's; the attempt is not counted.
+   */
+  private async giveBack(members: readonly ClaimedDelivery[], delayMs = 0): Promise<void> {
     // Started by routing: its rows exist once that write has committed (if it fails, there are none).
     const routed = members[0]?.routed;
     if (routed && !(await routed)) return;
     await this.db.query(
       `UPDATE ${this.t.deliveries}
-          SET status = 'pending', run_at = now(), attempts = attempts - 1,
+          SET status = 'pending', run_at = now() + $3 * interval '1 millisecond', attempts = attempts - 1,
               locked_by = NULL, locked_until = NULL, updated_at = now()
         WHERE id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'running'`,
-      [members.map((m) => m.id), this.workerId],
+      [members.map((m) => m.id), this.workerId, delayMs],
     );
-    this.claimRequested = true;
+    if (delayMs > 0) this.scheduleWake(delayMs);
+    else this.claimRequested = true;
   }
 
   /**
@@ -821,6 +842,8 @@ export class Dispatcher {
           eventId: p.eventId,
           observer: p.observer,
           actionIndex: p.actionIndex,
+          actionSig: p.actionSig,
+          leasedAt: performance.now(),
           attempt: 1,
           attemptBase: 0,
           replayed: false,
@@ -860,6 +883,7 @@ export class Dispatcher {
 
   /** Claims up to `limit` due deliveries and starts sending them; returns how many. */
   private async claim(limit: number): Promise<number> {
+    const leasedAt = performance.now();
     const { rows } = await this.db.query<ClaimRow>(
       `WITH due AS (
          SELECT d.id FROM ${this.t.deliveries} d
@@ -886,7 +910,7 @@ export class Dispatcher {
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
       [this.workerId, limit, this.leaseMs],
     );
-    this.startAll(rows.map(claimedFromRow));
+    this.startAll(rows.map((row) => claimedFromRow(row, leasedAt)));
     return rows.length;
   }
 
@@ -970,6 +994,7 @@ export class Dispatcher {
     lockKey?: string,
     when?: string,
   ): Promise<ClaimedDelivery[]> {
+    const leasedAt = performance.now();
     const rows = await this.db.transaction(async (tx) => {
       // One process at a time fills a batch of one action, so two never split it.
       if (lockKey !== undefined) {
@@ -995,7 +1020,7 @@ export class Dispatcher {
       );
       return rows;
     });
-    return rows.map((row) => claimedFromRow(row));
+    return rows.map((row) => claimedFromRow(row, leasedAt));
   }
 
   /**
@@ -1003,7 +1028,7 @@ export class Dispatcher {
    * batch id. The outcome applies to every member.
    */
   private async attempt(members: readonly ClaimedDelivery[], batchId?: string): Promise<void> {
-    const claimedAt = performance.now();
+    const claimedAt = members[0]?.leasedAt ?? performance.now();
     const startedAt = new Date();
     const first = members[0] as ClaimedDelivery;
     const observer = this.registry.byName.get(first.observer);
@@ -1018,6 +1043,12 @@ export class Dispatcher {
     let headers: Record<string, string> | undefined;
     let result: HttpResult;
     if (!observer || !action) {
+      // Another process, of a newer config, may know it (a rolling deploy): it is left to the
+      // others for a while, and dead-lettered once its change is older than that.
+      if (Date.now() - Date.parse(first.event.timestamp) < UNKNOWN_ACTION_GRACE_MS) {
+        await this.giveBack(members, UNKNOWN_ACTION_RETRY_MS);
+        return;
+      }
       result = invalidRequest(
         `observer ${first.observer} action ${first.actionIndex} is not configured any more`,
       );
@@ -1391,9 +1422,10 @@ export class Dispatcher {
 
   /**
    * Releases deliveries left waiting in their sequence behind one that has succeeded or is gone
-   * (pruned). A success releases its successors in its own statement; this finds those stranded
-   * by processes that did not: earlier versions released them only when their own config had a
-   * sequence, so a sequence made parallel, or a rolling deploy, could leave them waiting for good.
+   * (pruned), and those of observers that are no sequence in this config (made `parallel`, or
+   * down to one action, since they were routed): they are sent independently now. A success
+   * releases its successors in its own statement; earlier versions did so only when their own
+   * config had a sequence, so a rolling deploy could leave some waiting for good.
    */
   private async releaseStrandedWaits(): Promise<void> {
     const { rowCount } = await this.db.query(
@@ -1401,8 +1433,11 @@ export class Dispatcher {
         WHERE w.id IN (
           SELECT s.id FROM ${this.t.deliveries} s
            WHERE s.status = 'waiting'
-             AND NOT EXISTS (SELECT 1 FROM ${this.t.deliveries} p WHERE p.id = s.depends_on AND p.status <> 'succeeded')
+             AND (s.observer = ANY($1::text[])
+                  OR NOT EXISTS (SELECT 1 FROM ${this.t.deliveries} p
+                                  WHERE p.id = s.depends_on AND p.status <> 'succeeded'))
            LIMIT 500 FOR UPDATE SKIP LOCKED)`,
+      [this.unchained],
     );
     if (rowCount > 0) this.wake();
   }
@@ -1501,7 +1536,7 @@ export class Dispatcher {
   }
 }
 
-function claimedFromRow(row: ClaimRow): ClaimedDelivery {
+function claimedFromRow(row: ClaimRow, leasedAt: number): ClaimedDelivery {
   const eventId = String(row.event_id);
   return {
     id: row.id,
@@ -1509,6 +1544,7 @@ function claimedFromRow(row: ClaimRow): ClaimedDelivery {
     observer: row.observer,
     actionIndex: row.action_index,
     actionSig: row.action_sig,
+    leasedAt,
     attempt: row.attempts,
     attemptBase: row.attempt_base,
     replayed: row.replayed,

@@ -37,16 +37,28 @@ export interface RuntimeAction {
   readonly sig: string;
 }
 
-/** {@link RuntimeAction.sig} of an action. */
-export function actionSig(method: string, url: string): string {
-  return createHash("sha256").update(`${method}\0${url}`).digest("base64url").slice(0, 12);
+/**
+ * {@link RuntimeAction.sig} of an action: a hash of its method and url template, then `.` and
+ * the number of actions its observer has (`Xb3kq0aZ9_Qe.2`).
+ */
+export function actionSig(method: string, url: string, actions: number): string {
+  return `${createHash("sha256").update(`${method}\0${url}`).digest("base64url").slice(0, 12)}.${actions}`;
+}
+
+function sigHash(sig: string): string {
+  const dot = sig.indexOf(".");
+  return dot < 0 ? sig : sig.slice(0, dot);
 }
 
 /**
- * The action a delivery is for: the one at its index if its signature matches (or the delivery
- * has none, routed before signatures), else the one action of the observer with its signature
- * (the actions were reordered, or one inserted or removed, since it was routed), else the one at
- * its index (that action was edited: its delivery goes where it now points), if any.
+ * The action a delivery is for:
+ * - the one at its index when its method and url match (or the delivery has no signature,
+ *   routed before signatures);
+ * - else the one action of the observer with its method and url (the actions were reordered,
+ *   or one inserted or removed, since it was routed);
+ * - else, when the observer still has as many actions as then, the one at its index (that
+ *   action was edited in place: its deliveries go where it now points);
+ * - else none (its action was removed): the delivery is not sent to another action.
  */
 export function actionOf(
   observer: RuntimeObserver,
@@ -64,9 +76,12 @@ export function pickAction<A>(
   sigOf: (action: A) => string,
 ): A | undefined {
   const at = actions[index];
-  if (sig === null || sig === undefined || (at !== undefined && sigOf(at) === sig)) return at;
-  const same = actions.filter((a) => sigOf(a) === sig);
-  return same.length === 1 ? same[0] : at;
+  if (sig === null || sig === undefined) return at;
+  const hash = sigHash(sig);
+  if (at !== undefined && sigHash(sigOf(at)) === hash) return at;
+  const same = actions.filter((a) => sigHash(sigOf(a)) === hash);
+  if (same.length === 1) return same[0];
+  return sig.endsWith(`.${actions.length}`) ? at : undefined;
 }
 
 /** An observer with its expressions compiled once. */
@@ -118,7 +133,7 @@ export function compileObservers(config: ResolvedConfig): ObserverRegistry {
               ? undefined
               : compileBatchBody(action.body, { fields }),
           batchKey: batch === undefined ? undefined : `${model.name}:${action.index}`,
-          sig: actionSig(action.method, action.url),
+          sig: actionSig(action.method, action.url, model.actions.length),
         };
       }),
     };

@@ -177,13 +177,13 @@ describe("seed pattern: multiple webhooks in sequence", () => {
   describe("a sequence whose config changes while its actions wait", () => {
     // The same observer, sequential, then made parallel: the second actions routed under the
     // first config wait on the first ones, whichever process or config sends those.
-    const config = (execution: string) => `
+    const config = (execution: string, schema = "fq_changed") => `
 [database]
-schema = "fq_changed"
+schema = "${schema}"
 
 [[entities]]
 name = "Payment"
-table = "payments_changed"
+table = "payments_${schema}"
 [entities.fields]
 id = "ID"
 amount = "Float"
@@ -212,7 +212,7 @@ poll_interval = "20ms"
       mock.respond((call) => (call.path === "/pay" ? { status: 503 } : undefined));
       const first = await startTestService(db, config("sequential"), { RECEIVER: mock.url });
       try {
-        await db.query("INSERT INTO payments_changed (amount) VALUES (1), (2), (3)");
+        await db.query("INSERT INTO payments_fq_changed (amount) VALUES (1), (2), (3)");
         await mock.waitForCalls(3, 10_000, "/pay");
       } finally {
         await first.close();
@@ -244,6 +244,24 @@ poll_interval = "20ms"
         );
         await mock.waitForCalls(before + 1, 15_000, "/report");
       } finally {
+        await second.close();
+      }
+    });
+    it("made parallel, the waiting actions are sent although the ones before them still fail", async () => {
+      mock.reset();
+      mock.respond((call) => (call.path === "/pay" ? { status: 503 } : undefined));
+      const first = await startTestService(db, config("sequential", "fq_unchained"), { RECEIVER: mock.url });
+      try {
+        await db.query("INSERT INTO payments_fq_unchained (amount) VALUES (1), (2)");
+        await mock.waitForCalls(2, 10_000, "/pay");
+      } finally {
+        await first.close();
+      }
+      const second = await startTestService(db, config("parallel", "fq_unchained"), { RECEIVER: mock.url });
+      try {
+        await mock.waitForCalls(2, 15_000, "/report");
+      } finally {
+        mock.respond(undefined);
         await second.close();
       }
     });
