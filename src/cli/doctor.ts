@@ -182,7 +182,13 @@ async function installationChecks(
     const { rows } = await db.query<{ id: number | null }>(`SELECT max(id) AS id FROM ${migrations}`);
     applied = Number(rows[0]?.id ?? 0);
   }
-  if (applied >= want) {
+  if (applied > want) {
+    checks.push({
+      ok: false,
+      text: `internal tables are at migration ${applied}, newer than this version of fraiseql knows (${want}): its other commands refuse to run (FQL_SCHEMA_NEWER)`,
+      fix: "run the newer fraiseql that migrated this database",
+    });
+  } else if (applied === want) {
     migrated = true;
     checks.push({
       ok: true,

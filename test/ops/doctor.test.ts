@@ -262,6 +262,18 @@ describe("fraiseql doctor", () => {
     assert.equal(failed.length, 1);
     assert.match(failed[0]!.text, /internal tables are not installed in schema nowhere/);
   });
+
+  it("says when a newer fraiseql migrated the database", async () => {
+    await db.query("INSERT INTO fraiseql.migrations (id, name) VALUES (999, '999_from_the_future')");
+    try {
+      const r = await diagnose(service.app, { observer: "healthy" });
+      const failed = r.sections[0]!.checks.filter((c) => c.ok === false);
+      assert.equal(failed.length, 1);
+      assert.match(failed[0]!.text, /at migration 999, newer than this version of fraiseql knows/);
+    } finally {
+      await db.query("DELETE FROM fraiseql.migrations WHERE id = 999");
+    }
+  });
 });
 
 describe("probeTarget", () => {
