@@ -44,9 +44,11 @@ import { type AttemptOutcome, decideRetry, type RetryDecision } from "./retry.js
 /** How often a process sweeps held dead letters, prunes old rows and enforces DLQ limits, ms. */
 const MAINTENANCE_INTERVAL = 5_000;
 /**
- * How long after its change a delivery whose observer or action this process's config does not
+ * How long after it was routed a delivery whose observer or action this process's config does not
  * have is left to other processes (a rolling deploy: a newer config may have it) before it is
- * dead-lettered as not configured any more; it is looked at again every UNKNOWN_ACTION_RETRY_MS.
+ * dead-lettered as not configured any more. The claim does not take it before then; one taken
+ * anyway (by its index, routed before signatures) is given back, due again after
+ * UNKNOWN_ACTION_RETRY_MS.
  */
 const UNKNOWN_ACTION_GRACE_MS = 120_000;
 const UNKNOWN_ACTION_RETRY_MS = 5_000;
@@ -229,6 +231,8 @@ export class Dispatcher {
   private readonly hasChains: boolean;
   /** Observers of this config whose actions are not a sequence: nothing of theirs waits on another. */
   private readonly unchained: string[];
+  /** `observer:hash` of every action of this config (the hash part of {@link RuntimeAction.sig}), for the claim. */
+  private readonly knownActions: string[];
   /** performance.now() when the last lease renewal started (it renewed every running delivery of this process). */
   private leaseRenewedAt = 0;
   /** Due deliveries may be queued beyond what the last claim took: routing waits for them. */
@@ -305,6 +309,9 @@ export class Dispatcher {
       o.model.execution === "sequential" && o.actions.length > 1;
     this.hasChains = observers.some(chained);
     this.unchained = observers.filter((o) => !chained(o)).map((o) => o.model.name);
+    this.knownActions = observers.flatMap((o) =>
+      o.actions.map((a) => `${o.model.name}:${a.sig.split(".")[0]}`),
+    );
     this.hasQueuedSuccessors = this.hasChains || observers.some((o) => o.model.ordering === "per_key");
   }
 
@@ -888,6 +895,11 @@ export class Dispatcher {
       `WITH due AS (
          SELECT d.id FROM ${this.t.deliveries} d
           WHERE d.status = 'pending' AND d.run_at <= now() AND d.batch_key IS NULL
+            -- an action this config has (or one routed before signatures); another's only once
+            -- its grace is over, to be dead-lettered: until then a process that has it sends it
+            AND (d.action_sig IS NULL
+                 OR d.observer || ':' || split_part(d.action_sig, '.', 1) = ANY($4::text[])
+                 OR d.created_at < now() - $5 * interval '1 millisecond')
             AND (d.ordering_key IS NULL OR (NOT EXISTS (
                   SELECT 1 FROM ${this.t.deliveries} p
                    WHERE p.ordering_key = d.ordering_key AND p.event_id < d.event_id
@@ -908,7 +920,7 @@ export class Dispatcher {
        SELECT c.id, c.event_id, c.observer, c.action_index, c.action_sig, c.attempts, c.attempt_base, c.replayed,
               ${eventColumnsSql("e")}
          FROM claimed c JOIN ${this.t.events} e ON e.id = c.event_id`,
-      [this.workerId, limit, this.leaseMs],
+      [this.workerId, limit, this.leaseMs, this.knownActions, UNKNOWN_ACTION_GRACE_MS],
     );
     this.startAll(rows.map((row) => claimedFromRow(row, leasedAt)));
     return rows.length;
