@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { parseDuration } from "../config/units.js";
 import { FraiseqlError } from "../errors.js";
@@ -70,4 +71,12 @@ export function withinLimit<T>(rows: readonly T[], limit: number, what: string):
   if (rows.length <= limit) return rows;
   process.stderr.write(`showing the newest ${limit} ${what}; there are more: pass --limit N to see more\n`);
   return rows.slice(0, limit);
+}
+
+/** This package's version, from its package.json (beside `src/` and `dist/` alike). */
+export async function packageVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
 }

@@ -1,7 +1,7 @@
 import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { FraiseqlError } from "../errors.js";
-import { parseCommandArgs } from "./args.js";
+import { packageVersion, parseCommandArgs } from "./args.js";
 
 export const STARTER_TOML = `# fraiseql configuration. Reference: docs/configuration.md
 
@@ -108,9 +108,7 @@ async function exists(path: string): Promise<boolean> {
  * its own copy (`npm install`).
  */
 async function starterPackage(dir: string): Promise<string> {
-  const own = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  };
+  const version = await packageVersion();
   const name =
     basename(dir)
       .toLowerCase()
@@ -121,7 +119,7 @@ async function starterPackage(dir: string): Promise<string> {
     private: true,
     type: "module",
     scripts: { check: "fraiseql check", start: "fraiseql serve" },
-    dependencies: { fraiseql: `^${own.version}` },
+    dependencies: { fraiseql: `^${version}` },
   };
   return `${JSON.stringify(pkg, null, 2)}\n`;
 }

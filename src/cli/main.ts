@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { FraiseqlError } from "../errors.js";
+import { packageVersion } from "./args.js";
 
 export const USAGE = `fraiseql - observers and signed webhooks for PostgreSQL row changes
 
@@ -49,11 +50,7 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === "--version" || name === "-v") {
-    const { readFile } = await import("node:fs/promises");
-    const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
-      version: string;
-    };
-    process.stdout.write(`${pkg.version}\n`);
+    process.stdout.write(`${await packageVersion()}\n`);
     return 0;
   }
   const load = COMMANDS[name];

@@ -17,6 +17,7 @@ import {
   startMetricsServer,
 } from "../metrics/index.js";
 import { parseCommandArgs } from "./args.js";
+import { configWarnings } from "./check.js";
 
 /** A started `serve` or `worker`: the pipeline, and the HTTP server when it serves GraphQL. */
 export interface Service {
@@ -53,12 +54,8 @@ export async function startService(config: ResolvedConfig, options: ServiceOptio
   let metrics: Metrics | undefined;
   let metricsServer: MetricsServer | undefined;
   const ready = readyCheck(app.db, config.database.schema);
-  if (config.webhooks.testUrl !== undefined) {
-    logger?.warn(
-      { testUrl: config.webhooks.testUrl },
-      "[webhooks] test_url is set: every webhook is sent to it instead of its action's url",
-    );
-  }
+  // What `fraiseql check` warns of (test_url set, webhooks unsigned, ...), in the log too.
+  for (const warning of configWarnings(config)) logger?.warn(warning);
   try {
     await app.migrate();
     // Subscribed before the dispatcher starts, so that its first attempts are counted. `serve`

@@ -19,6 +19,7 @@ import {
   type ObserverRegistry,
   type PlannedDelivery,
   planDeliveries,
+  sigHash,
 } from "../observers/runtime.js";
 import { createRedactor, type Redactor } from "../redact.js";
 import { hostIsTemplated } from "./address-policy.js";
@@ -309,9 +310,7 @@ export class Dispatcher {
       o.model.execution === "sequential" && o.actions.length > 1;
     this.hasChains = observers.some(chained);
     this.unchained = observers.filter((o) => !chained(o)).map((o) => o.model.name);
-    this.knownActions = observers.flatMap((o) =>
-      o.actions.map((a) => `${o.model.name}:${a.sig.split(".")[0]}`),
-    );
+    this.knownActions = observers.flatMap((o) => o.actions.map((a) => `${o.model.name}:${sigHash(a.sig)}`));
     this.hasQueuedSuccessors = this.hasChains || observers.some((o) => o.model.ordering === "per_key");
   }
 

@@ -45,7 +45,8 @@ export function actionSig(method: string, url: string, actions: number): string 
   return `${createHash("sha256").update(`${method}\0${url}`).digest("base64url").slice(0, 12)}.${actions}`;
 }
 
-function sigHash(sig: string): string {
+/** The hash part of an action signature (what names the action; the count after `.` does not). */
+export function sigHash(sig: string): string {
   const dot = sig.indexOf(".");
   return dot < 0 ? sig : sig.slice(0, dot);
 }

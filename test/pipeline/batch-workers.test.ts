@@ -1,21 +1,16 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Service } from "../../src/cli/serve.js";
 import { MockWebhookServer } from "../../src/testing/index.js";
 import { eventually, startTestService } from "../helpers/app.js";
-import { exited, spawnCli, writeMigratedConfig } from "../helpers/cli.js";
 import { openTestDatabase, TEST_DATABASE_URL, type TestDatabase } from "../helpers/db.js";
 
 // Several dispatchers on one database: that needs a server. CI always sets TEST_DATABASE_URL.
 const skip = TEST_DATABASE_URL ? false : "needs a PostgreSQL server (TEST_DATABASE_URL)";
 
-const config = (schema: string, size: number, timeout: string, url?: string) => `
+const config = (schema: string, size: number, timeout: string) => `
 [database]
 schema = "${schema}"
-${url === undefined ? "" : `url = "${url}"`}
 
 [[entities]]
 name = "Order"
@@ -91,48 +86,6 @@ describe("batches with several dispatchers on one database", { skip }, () => {
       assert.equal(sent.size, 300);
     } finally {
       for (const s of services) await s.close();
-    }
-  });
-
-  it("a partial batch leaves only after its timeout, whichever worker process counted the queue", async () => {
-    mock.reset();
-    const dir = await mkdtemp(join(tmpdir(), "fraiseql-batch-workers-"));
-    const file = join(dir, "fraiseql.toml");
-    await writeMigratedConfig(file, config("fq_bw_fill", 20, "2s", db.url).replace("${RECEIVER}", mock.url));
-    const workers = [0, 1, 2].map(() => spawnCli(["worker", "--config", file]));
-    try {
-      await eventually(
-        async () =>
-          (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM fq_bw_fill.workers")).rows[0]?.n ===
-          3,
-        30_000,
-        "3 workers",
-      );
-      // 400 rows at about 200/s: full batches keep forming while the workers count the queue.
-      const started = Date.now();
-      for (let i = 0; i < 80; i++) {
-        await db.query("INSERT INTO orders_fq_bw_fill (total) SELECT g FROM generate_series(1, 5) AS g");
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      await eventually(
-        () => mock.calls.reduce((n, c) => n + (c.json.ids as unknown[]).length, 0) >= 400,
-        30_000,
-        "400 events",
-      );
-      const sizes = mock.calls.map((c) => (c.json.ids as unknown[]).length);
-      const early = mock.calls.filter(
-        (c) => (c.json.ids as unknown[]).length < 20 && c.receivedAt - started < 2000,
-      );
-      assert.deepEqual(
-        early.length,
-        0,
-        `batches of fewer than 20 sent before any could wait 2 s: ${sizes.join(", ")}`,
-      );
-      assert.ok(sizes.filter((n) => n < 20).length <= 1, `sizes ${sizes.join(", ")}`);
-    } finally {
-      for (const w of workers) w.kill("SIGTERM");
-      await Promise.all(workers.map((w) => exited(w)));
-      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -10,6 +10,21 @@ import { TcpProxy } from "../helpers/tcp-proxy.js";
 const NATS_URL = process.env.TEST_NATS_URL;
 const skip = NATS_URL ? false : "needs a NATS server (TEST_NATS_URL)";
 
+/**
+ * Waits until `n` dead letters are held on delivery rows (of `observer`, when given): with n > 0
+ * dead deliveries whose letter waits for the backend, with 0 none left to write.
+ */
+async function heldLetters(db: TestDatabase, n: number, what: string, observer?: string): Promise<void> {
+  const where = `dead_letter IS NOT NULL${n > 0 ? " AND status = 'dead'" : ""}${observer ? ` AND observer = '${observer}'` : ""}`;
+  await eventuallyCount(
+    db,
+    `SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE ${where}`,
+    n,
+    n > 0 ? 20_000 : 60_000,
+    what,
+  );
+}
+
 describe("a DLQ backend that is down when a delivery fails", { skip }, () => {
   let db: TestDatabase;
   let mock: MockWebhookServer;
@@ -66,21 +81,9 @@ bucket = "dlq-down-${tag}"
     await db.query("INSERT INTO orders (total) VALUES (5)");
     await mock.waitForCalls(1, 10_000);
     // Dead, and its letter held in PostgreSQL while NATS is unreachable.
-    await eventuallyCount(
-      db,
-      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'dead' AND dead_letter IS NOT NULL",
-      1,
-      20_000,
-      "the dead letter to be held",
-    );
+    await heldLetters(db, 1, "the dead letter to be held");
     await proxy.start();
-    await eventuallyCount(
-      db,
-      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE dead_letter IS NOT NULL",
-      0,
-      60_000,
-      "the held letter to be written",
-    );
+    await heldLetters(db, 0, "the held letter to be written");
     const entries = await service.app.dlq.list({});
     assert.equal(entries.length, 1);
     assert.equal(entries[0]!.reason, "http_4xx");
@@ -93,21 +96,9 @@ bucket = "dlq-down-${tag}"
     await proxy.stop();
     await db.query("INSERT INTO shipments (carrier) VALUES ('ups'), ('dhl')");
     const [call] = await mock.waitForCalls(1, 10_000, "/shipments");
-    await eventuallyCount(
-      db,
-      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE observer = 'on_shipments' AND status = 'dead' AND dead_letter IS NOT NULL",
-      1,
-      20_000,
-      "the batch's dead letter to be held",
-    );
+    await heldLetters(db, 1, "the batch's dead letter to be held", "on_shipments");
     await proxy.start();
-    await eventuallyCount(
-      db,
-      "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE dead_letter IS NOT NULL",
-      0,
-      60_000,
-      "the held letter to be written",
-    );
+    await heldLetters(db, 0, "the held letter to be written");
     const entries = await service.app.dlq.list({ observer: "on_shipments" });
     assert.equal(entries.length, 1);
     assert.equal(entries[0]!.delivery_id, call!.deliveryId, "one entry for the batch, under its id");
@@ -144,13 +135,7 @@ bucket = "dlq-start-${tag}"
       );
       await db.query("INSERT INTO orders (total) VALUES (7)");
       await mock.waitForCalls(1, 10_000);
-      await eventuallyCount(
-        db,
-        "SELECT count(*)::int AS n FROM fraiseql.deliveries WHERE status = 'dead' AND dead_letter IS NOT NULL",
-        1,
-        20_000,
-        "the dead letter to be held",
-      );
+      await heldLetters(db, 1, "the dead letter to be held");
     } finally {
       await service?.close();
       await mock.close();
